@@ -1,0 +1,3 @@
+"""Sentinel: network-security situational-awareness monitor for registered systems."""
+
+__version__ = "0.1.0"

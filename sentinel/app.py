@@ -1,0 +1,124 @@
+"""Composition root: builds registry, probes, rules, store, tracker and sinks from Settings, and runs sweeps.
+
+Nothing here is created at import time; every object graph comes from one `Sentinel(settings)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+from sentinel.collectors import build_probes
+from sentinel.collectors.network import ScopedNetwork
+from sentinel.collectors.runner import PlannedJob, plan_sweep, run_sweep_jobs
+from sentinel.config.settings import Settings
+from sentinel.engine.loader import load_rules
+from sentinel.engine.paths import shipped_rules_dir
+from sentinel.engine.ruleset import RuleSet
+from sentinel.errors import InputError, Problem
+from sentinel.findings.tracker import FindingTracker
+from sentinel.registry.loader import load_registry
+from sentinel.registry.models import Registry
+from sentinel.sinks import Sink, SweepOutcome, build_sinks
+from sentinel.store import SqliteStore
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Sentinel:
+    def __init__(self, settings: Settings, registry: Registry | None = None, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self._registry = registry
+        self.clock = clock
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            if self.settings.registry is None:
+                raise InputError([Problem("settings", None, "no registry given (--registry PATH or 'registry:')")])
+            self._registry = load_registry(self.settings.registry)
+        return self._registry
+
+    @cached_property
+    def rule_paths(self) -> list[Path]:
+        return list(self.settings.rules) or [shipped_rules_dir()]
+
+    @cached_property
+    def rules(self) -> RuleSet:
+        return RuleSet(load_rules(self.rule_paths))
+
+    @cached_property
+    def store(self) -> SqliteStore:
+        return SqliteStore(self.settings.store)
+
+    @cached_property
+    def tracker(self) -> FindingTracker:
+        return FindingTracker(self.store)
+
+    @cached_property
+    def sinks(self) -> list[Sink]:
+        return build_sinks(self.settings.sinks)
+
+    def plan(self) -> list[PlannedJob]:
+        return plan_sweep(self.registry, build_probes(self.settings.collectors))
+
+    def validate(self) -> None:
+        """Load everything a sweep needs, so user mistakes surface before any packet is sent."""
+        _ = self.registry, self.rules, self.sinks
+        build_probes(self.settings.collectors)
+
+    async def sweep(self) -> SweepOutcome:
+        self.validate()
+        planned = self.plan()
+        started = self.clock()
+        # The audit record goes in before the first packet.
+        sweep_id = self.store.start_sweep(started, self.settings.actor, self.settings.fingerprint(), len(planned))
+        net = ScopedNetwork(self.registry.scope, self.settings.collectors)
+        observations = await run_sweep_jobs(
+            planned, net, self.settings.collectors.max_jobs, self.settings.collectors.job_timeout
+        )
+        finished = self.clock()
+        verdicts = self.rules.evaluate(observations, self.registry)
+        with self.store.transaction():
+            self.store.save_observations(observations)
+            changes = self.tracker.apply(verdicts, finished)
+            self.tracker.expire_suppressions(finished)
+            self.store.finish_sweep(
+                sweep_id,
+                finished,
+                {
+                    "jobs": len(planned),
+                    "observations": len(observations),
+                    "errors": sum(1 for o in observations if o.status.value == "error"),
+                    "new": len(changes.new),
+                    "resolved": len(changes.resolved),
+                    "reopened": len(changes.reopened),
+                    "method": "tcp-connect",
+                    "connections": sum(net.sent.values()),
+                },
+            )
+        outcome = SweepOutcome(sweep_id, started, finished, observations, changes)
+        for sink in self.sinks:
+            try:
+                sink.publish(outcome)
+            except OSError as exc:  # a sink failing must not lose the sweep: the store already has it
+                log.error("sink %s failed: %s", sink.name, exc)
+        return outcome
+
+    def scan(self) -> SweepOutcome:
+        return asyncio.run(self.sweep())
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+        for sink in self.__dict__.get("sinks", []):
+            sink.close()

@@ -1,0 +1,174 @@
+"""`sentinel findings list|show|history|ack|resolve|suppress|reopen`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from sentinel.app import Sentinel
+from sentinel.cli.common import (
+    EXIT_OK,
+    build_app,
+    console,
+    format_option,
+    parse_when,
+    render_findings,
+    settings_options,
+)
+from sentinel.findings.lifecycle import InvalidTransitionError, LifecycleEvent
+from sentinel.models import Finding, FindingStatus, Severity
+
+
+@click.group()
+def findings() -> None:
+    """Look at findings and act on them (every action is recorded with who and why)."""
+
+
+def _resolve_id(app: Sentinel, prefix: str) -> Finding:
+    if len(prefix) < 4:
+        raise click.BadParameter("give at least 4 characters of the finding id", param_hint="ID")
+    matches = app.store.findings_by_prefix(prefix)
+    if not matches:
+        raise click.BadParameter(f"no finding with id starting '{prefix}' in {app.settings.store}", param_hint="ID")
+    if len(matches) > 1:
+        raise click.BadParameter(f"'{prefix}' matches more than one finding; give more characters", param_hint="ID")
+    return matches[0]
+
+
+@findings.command("list")
+@settings_options
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in FindingStatus] + ["active", "all"]),
+    help="Filter by status (repeatable; default: active = open and acknowledged).",
+)
+@click.option("--severity", type=click.Choice([s.value for s in Severity]), help="At or above this severity.")
+@click.option("--system", "systems", multiple=True, help="Only these system ids (repeatable).")
+@format_option(("table", "json", "csv"))
+def list_(
+    config_file: Path | None,
+    store: Path | None,
+    statuses: tuple[str, ...],
+    severity: str | None,
+    systems: tuple[str, ...],
+    fmt: str,
+) -> int:
+    """List findings, most severe first."""
+    app = build_app(config_file, store=store)
+    wanted: list[FindingStatus] | None
+    if "all" in statuses:
+        wanted = None
+    else:
+        names = set(statuses or ["active"])
+        if "active" in names:
+            names |= {"open", "acknowledged"}
+        wanted = [s for s in FindingStatus if s.value in names]
+    found = app.store.list_findings(
+        statuses=wanted, min_severity=Severity(severity) if severity else None, system_ids=list(systems) or None
+    )
+    render_findings(found, fmt)
+    return EXIT_OK
+
+
+@findings.command()
+@click.argument("finding_id")
+@settings_options
+@format_option()
+def show(finding_id: str, config_file: Path | None, store: Path | None, fmt: str) -> int:
+    """Show one finding in full (ID may be a unique prefix)."""
+    app = build_app(config_file, store=store)
+    f = _resolve_id(app, finding_id)
+    if fmt == "json":
+        click.echo(json.dumps(f.to_dict(), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    out = console()
+    out.print(f"[bold]{f.title}[/bold]")
+    rows = [
+        ("id", f.id),
+        ("rule", f.rule_id),
+        ("severity", f.severity.value),
+        ("category", f.category),
+        ("system", f.system_id),
+        ("target", f.target),
+        ("status", f.status.value + (" (regression)" if f.regression else "")),
+        ("first seen", f.first_seen.isoformat()),
+        ("last seen", f.last_seen.isoformat()),
+        ("occurrences", str(f.occurrences)),
+        ("controls", ", ".join(f.controls)),
+    ]
+    if f.status_reason:
+        rows.append(("status reason", f"{f.status_reason} ({f.status_by})"))
+    if f.suppressed_until:
+        rows.append(("suppressed until", f.suppressed_until.isoformat()))
+    for k, v in rows:
+        out.print(f"  {k:<17}{v}", markup=False, highlight=False)
+    out.print("  evidence:")
+    for k, v in f.evidence.items():
+        out.print(f"    {k}: {v}", markup=False)
+    out.print(f"  remediation:\n    {f.remediation.strip()}", markup=False)
+    return EXIT_OK
+
+
+@findings.command()
+@click.argument("finding_id")
+@settings_options
+@format_option()
+def history(finding_id: str, config_file: Path | None, store: Path | None, fmt: str) -> int:
+    """Every recorded change of a finding: who, when, why, from and to."""
+    app = build_app(config_file, store=store)
+    f = _resolve_id(app, finding_id)
+    events = app.store.finding_events(f.id)
+    if fmt == "json":
+        click.echo(json.dumps(events, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for e in events:
+        click.echo(
+            f"{e['at']}  {e['actor']:<12} {e['from_status'] or 'new':>12} -> {e['to_status']:<12} {e['reason'] or ''}"
+        )
+    return EXIT_OK
+
+
+def _action(event: LifecycleEvent, help_text: str, with_until: bool = False) -> click.Command:
+    @click.argument("finding_id")
+    @click.option("--reason", required=True, help="Why (recorded in the audit log).")
+    @click.option("--by", "actor", help="Who is acting (default: settings 'actor' or $USER).")
+    @settings_options
+    def command(
+        finding_id: str,
+        reason: str,
+        actor: str | None,
+        config_file: Path | None,
+        store: Path | None,
+        until: str | None = None,
+    ) -> int:
+        app = build_app(config_file, store=store, actor=actor)
+        f = _resolve_id(app, finding_id)
+        expiry = parse_when(until)
+        now = datetime.now(UTC)
+        if expiry is not None and expiry <= now:
+            raise click.BadParameter("must be in the future", param_hint="--until")
+        try:
+            app.tracker.act(f, event, app.settings.actor, reason, now, expiry)
+        except InvalidTransitionError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{f.id[:12]} {f.title}: now {f.status.value} (by {app.settings.actor}: {reason})")
+        return EXIT_OK
+
+    command.__doc__ = help_text
+    if with_until:
+        command = click.option("--until", help="Expiry date (ISO); the finding reopens after it.")(command)
+    return click.command(event.value if event != LifecycleEvent.ACKNOWLEDGE else "ack")(command)
+
+
+findings.add_command(_action(LifecycleEvent.ACKNOWLEDGE, "Acknowledge a finding: someone is on it."))
+findings.add_command(_action(LifecycleEvent.RESOLVE, "Mark a finding resolved (it reopens if seen again)."))
+findings.add_command(
+    _action(LifecycleEvent.SUPPRESS, "Suppress a finding (accepted risk), optionally until a date.", with_until=True)
+)
+findings.add_command(_action(LifecycleEvent.UNSUPPRESS, "Lift a suppression."))
+findings.add_command(_action(LifecycleEvent.REOPEN, "Reopen a resolved or acknowledged finding."))

@@ -1,0 +1,112 @@
+"""`sentinel scan`: one sweep of every collector over the registry; findings updated and printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sentinel.app import Sentinel
+from sentinel.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    build_app,
+    console,
+    format_option,
+    render_findings,
+    settings_options,
+)
+from sentinel.models import Finding, FindingStatus, Severity
+from sentinel.sinks import SweepOutcome
+
+
+@click.command()
+@click.option(
+    "--registry",
+    "registry_path",
+    type=click.Path(path_type=Path),
+    envvar="SENTINEL_REGISTRY",
+    help="Registry file or folder.",
+)
+@click.option(
+    "--rules",
+    "rule_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Rules file or folder (repeatable; default: the shipped rules).",
+)
+@settings_options
+@format_option()
+@click.option(
+    "--fail-on",
+    type=click.Choice([s.value for s in Severity]),
+    help="Exit 1 when an open finding is at or above this severity.",
+)
+@click.option("--dry-run", is_flag=True, help="Print every probe that would be sent, and send nothing.")
+def scan(
+    registry_path: Path | None,
+    rule_paths: tuple[Path, ...],
+    config_file: Path | None,
+    store: Path | None,
+    fmt: str,
+    fail_on: str | None,
+    dry_run: bool,
+) -> int:
+    """Run one sweep of all collectors over the registry and update the findings."""
+    app = build_app(config_file, registry=registry_path, store=store, rules=list(rule_paths) or None)
+    try:
+        if dry_run:
+            return _dry_run(app)
+        outcome = app.scan()
+        shown = _sweep_findings(app, outcome)
+        if fmt == "table":
+            _summary(app, outcome)
+        render_findings(shown, fmt, title="Findings after this sweep")
+        if fail_on is not None:
+            threshold = Severity(fail_on)
+            if any(f.status.is_active and f.severity.at_least(threshold) for f in shown):
+                return EXIT_FINDINGS
+        return EXIT_OK
+    finally:
+        app.close()
+
+
+def _sweep_findings(app: Sentinel, outcome: SweepOutcome) -> list[Finding]:
+    """Active findings of the registry's systems, plus those this sweep resolved."""
+    ids = [s.id for s in app.registry.systems]
+    active = app.store.list_findings(
+        statuses=[FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED, FindingStatus.SUPPRESSED], system_ids=ids
+    )
+    return active + outcome.changes.resolved
+
+
+def _summary(app: Sentinel, outcome: SweepOutcome) -> None:
+    obs = outcome.observations
+    errors = sum(1 for o in obs if o.status.value == "error")
+    ch = outcome.changes
+    took = (outcome.finished_at - outcome.started_at).total_seconds()
+    console().print(
+        f"Sweep {outcome.sweep_id}: {len(app.registry.systems)} systems, {len(obs)} observations "
+        f"({errors} could not observe) in {took:.1f} s with tcp-connect probes; "
+        f"[bold]{len(ch.new)} new[/bold], {len(ch.updated)} still open, {len(ch.reopened)} reopened, "
+        f"{len(ch.resolved)} resolved."
+    )
+
+
+def _dry_run(app: Sentinel) -> int:
+    app.validate()
+    planned = app.plan()
+    total = 0
+    out = console()
+    out.print(f"Dry run: {len(planned)} jobs; nothing will be sent.")
+    for p in sorted(planned, key=lambda p: (p.job.system_id, p.probe.name, p.job.target)):
+        budget = p.probe.budget(p.job)
+        total += budget
+        out.print(f"  {p.job.describe()}  (at most {budget} connection{'s' if budget != 1 else ''})", markup=False)
+    s = app.settings.collectors
+    out.print(
+        f"Budget: at most {total} connections; {s.per_target_rate:g}/s per target (burst {s.per_target_burst:g}), "
+        f"{s.global_rate:g}/s overall, {s.per_target_concurrency} at a time per target, "
+        f"connect timeout {s.connect_timeout:g} s."
+    )
+    return EXIT_OK

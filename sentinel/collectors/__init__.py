@@ -1,0 +1,34 @@
+"""Collectors: probes that plan jobs from the registry and turn network answers into observations.
+
+To add a probe: write a `Probe` subclass in its own module and list it in `BUILTIN_PROBES`.
+"""
+
+from __future__ import annotations
+
+from sentinel.collectors.base import Probe, ProbeJob
+from sentinel.collectors.http_poll import HttpProbe
+from sentinel.collectors.tcp_ports import TcpPortProbe
+from sentinel.collectors.tls_cert import TlsProbe
+from sentinel.config.settings import CollectorSettings
+from sentinel.errors import InputError, Problem
+
+BUILTIN_PROBES: dict[str, type[Probe]] = {p.name: p for p in (TcpPortProbe, HttpProbe, TlsProbe)}
+
+
+def build_probes(settings: CollectorSettings, source: str = "settings") -> list[Probe]:
+    unknown = [n for n in settings.probes if n not in BUILTIN_PROBES]
+    if unknown:
+        raise InputError(
+            [
+                Problem(
+                    source,
+                    None,
+                    f"collectors.probes: unknown probe(s) {', '.join(unknown)} "
+                    f"(available: {', '.join(BUILTIN_PROBES)})",
+                )
+            ]
+        )
+    return [BUILTIN_PROBES[n](settings) for n in settings.probes]
+
+
+__all__ = ["BUILTIN_PROBES", "Probe", "ProbeJob", "build_probes"]

@@ -1,0 +1,59 @@
+"""What a probe is: it plans small jobs from the registry, and runs one job through a ScopedNetwork.
+
+Probes never open sockets themselves: every packet goes through `ScopedNetwork`, which is where
+scope, rate limits, concurrency and timeouts are enforced (one place, not one per probe).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from sentinel.models import Observation
+from sentinel.registry.models import System
+
+if TYPE_CHECKING:
+    from sentinel.collectors.network import ScopedNetwork
+    from sentinel.config.settings import CollectorSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeJob:
+    """One unit of probing work: one probe against one host (or URL) of one system."""
+
+    probe: str
+    system_id: str
+    host: str
+    target: str
+    ports: tuple[int, ...] = ()
+    declared: tuple[int, ...] = ()
+    url: str | None = None
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    def describe(self) -> str:
+        what = self.url or (f"{self.host} ports {','.join(map(str, self.ports))}" if self.ports else self.host)
+        return f"{self.probe:<10} {self.system_id:<24} {what}"
+
+
+class Probe(ABC):
+    #: unique name, used in settings (`collectors.probes`) and in observations
+    name: ClassVar[str]
+    #: the observation kind reported when the job cannot run at all (out of scope, no address, timeout)
+    kind: ClassVar[str]
+
+    def __init__(self, settings: CollectorSettings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def plan(self, system: System) -> Iterable[ProbeJob]:
+        """The jobs this probe wants for one system (pure: no I/O)."""
+
+    @abstractmethod
+    async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
+        """Run one job; a target that misbehaves yields error observations, never an exception."""
+
+    def budget(self, job: ProbeJob) -> int:
+        """Connections this job may open (for dry runs and planning)."""
+        return max(1, len(job.ports))

@@ -1,0 +1,77 @@
+"""Plan a sweep's jobs and run them with bounded concurrency; every job ends in observations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sentinel.collectors.base import Probe, ProbeJob
+from sentinel.collectors.network import OutOfScope, ScopedNetwork
+from sentinel.models import Observation, ObservationStatus
+from sentinel.registry.models import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedJob:
+    probe: Probe
+    job: ProbeJob
+
+
+def plan_sweep(registry: Registry, probes: Sequence[Probe], shuffle_seed: int | None = None) -> list[PlannedJob]:
+    """All jobs of one sweep, in a shuffled order so no target sees a burst of consecutive probes."""
+    planned = [PlannedJob(p, job) for system in registry.systems for p in probes for job in p.plan(system)]
+    random.Random(shuffle_seed).shuffle(planned)
+    return planned
+
+
+def _failed(planned: PlannedJob, error_kind: str, reason: str) -> Observation:
+    job = planned.job
+    data: dict[str, object] = {"host": job.host, "error_kind": error_kind}
+    if error_kind == "dns":
+        data["reachable"] = False
+    return Observation(
+        kind=planned.probe.kind,
+        system_id=job.system_id,
+        target=job.target,
+        observed_at=datetime.now(UTC),
+        probe=planned.probe.name,
+        status=ObservationStatus.ERROR,
+        error=reason,
+        data=data,
+    )
+
+
+async def run_job(planned: PlannedJob, net: ScopedNetwork, timeout: float) -> list[Observation]:
+    try:
+        return await asyncio.wait_for(planned.probe.run(planned.job, net), timeout)
+    except OutOfScope as exc:
+        return [_failed(planned, "out_of_scope", f"not probed: {exc}")]
+    except TimeoutError:
+        return [_failed(planned, "timeout", f"job did not finish within {timeout:g} s")]
+    except OSError as exc:
+        return [_failed(planned, "dns" if "resolve" in str(exc) else "network", str(exc)[:300])]
+    except Exception as exc:  # a bug in a probe must not stop the sweep, nor read as "fine"
+        log.exception("probe %s failed on %s", planned.probe.name, planned.job.target)
+        return [_failed(planned, "internal", f"probe error ({type(exc).__name__}): {exc}"[:300])]
+
+
+async def run_sweep_jobs(
+    planned: Iterable[PlannedJob], net: ScopedNetwork, max_jobs: int, job_timeout: float
+) -> list[Observation]:
+    slots = asyncio.Semaphore(max_jobs)
+
+    async def bounded(p: PlannedJob) -> list[Observation]:
+        async with slots:
+            return await run_job(p, net, job_timeout)
+
+    try:
+        results = await asyncio.gather(*(bounded(p) for p in planned))
+    finally:
+        await net.close()
+    return [obs for batch in results for obs in batch]

@@ -1,0 +1,86 @@
+"""TCP port state (open / closed / filtered) for declared and high-risk ports, plus host reachability."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sentinel.collectors.base import Probe, ProbeJob
+from sentinel.collectors.network import PortState, ScopedNetwork
+from sentinel.models import Observation
+from sentinel.registry.models import System
+
+
+class TcpPortProbe(Probe):
+    name = "tcp_ports"
+    kind = "host"
+
+    def plan(self, system: System) -> Iterable[ProbeJob]:
+        declared_by_host: dict[str, set[int]] = {}
+        listed_by_host: dict[str, set[int]] = {}  # ports listed on host endpoints (URL ports are implied)
+        for endpoint in system.endpoints:
+            declared_by_host.setdefault(endpoint.hostname, set()).update(endpoint.declared_ports)
+            listed = listed_by_host.setdefault(endpoint.hostname, set())
+            if endpoint.host is not None:
+                listed.update(endpoint.ports)
+        high_risk = set(self.settings.high_risk_ports)
+        for host, declared in declared_by_host.items():
+            ports = tuple(sorted(declared | high_risk))
+            yield ProbeJob(
+                self.name,
+                system.id,
+                host,
+                host,
+                ports=ports,
+                declared=tuple(sorted(declared)),
+                extra=tuple(("listed", str(p)) for p in sorted(listed_by_host[host])),
+            )
+
+    async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
+        address = (await net.resolve(job.host))[0]
+        results = await asyncio.gather(*(net.tcp_state(address, port) for port in job.ports))
+        now = datetime.now(UTC)
+        high_risk = set(self.settings.high_risk_ports)
+        listed = {int(v) for k, v in job.extra if k == "listed"}
+        observations = [
+            Observation(
+                kind="port",
+                system_id=job.system_id,
+                target=f"{job.host}:{port}/tcp",
+                observed_at=now,
+                probe=self.name,
+                data={
+                    "host": job.host,
+                    "address": address,
+                    "port": port,
+                    "protocol": "tcp",
+                    "state": state.value,
+                    "declared": port in job.declared,
+                    "declared_by": ("host" if port in listed else "url") if port in job.declared else None,
+                    "high_risk": port in high_risk,
+                    "rtt_ms": round(rtt, 3) if rtt is not None else None,
+                    "method": "tcp-connect",
+                },
+            )
+            for port, (state, rtt) in zip(job.ports, results, strict=True)
+        ]
+        answered = [p for p, (s, _) in zip(job.ports, results, strict=True) if s != PortState.FILTERED]
+        observations.append(
+            Observation(
+                kind="host",
+                system_id=job.system_id,
+                target=job.host,
+                observed_at=now,
+                probe=self.name,
+                data={
+                    "host": job.host,
+                    "address": address,
+                    "reachable": bool(answered),
+                    "open_ports": [p for p, (s, _) in zip(job.ports, results, strict=True) if s == PortState.OPEN],
+                    "ports_probed": len(job.ports),
+                    "method": "tcp-connect",
+                },
+            )
+        )
+        return observations

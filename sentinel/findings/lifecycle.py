@@ -1,0 +1,59 @@
+"""The finding lifecycle as one transition table (h11-style): every state change is looked up here."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sentinel.errors import SentinelError
+from sentinel.models import FindingStatus
+
+OPEN, ACK, RES, SUP = FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED, FindingStatus.RESOLVED, FindingStatus.SUPPRESSED
+
+
+class LifecycleEvent(StrEnum):
+    DETECTED = "detected"  # a sweep saw the condition
+    CLEARED = "cleared"  # a sweep checked and did not see it
+    ACKNOWLEDGE = "acknowledge"  # an operator took it on
+    RESOLVE = "resolve"  # an operator says it is fixed
+    SUPPRESS = "suppress"  # accepted risk / false positive, with reason and optional expiry
+    UNSUPPRESS = "unsuppress"  # the suppression was lifted or expired
+    REOPEN = "reopen"  # an operator reopens by hand
+
+
+class InvalidTransitionError(SentinelError):
+    pass
+
+
+#: (current status or None for a new finding, event) -> next status
+TRANSITIONS: dict[tuple[FindingStatus | None, LifecycleEvent], FindingStatus] = {
+    (None, LifecycleEvent.DETECTED): OPEN,
+    (OPEN, LifecycleEvent.DETECTED): OPEN,
+    (ACK, LifecycleEvent.DETECTED): ACK,
+    (RES, LifecycleEvent.DETECTED): OPEN,  # a regression
+    (SUP, LifecycleEvent.DETECTED): SUP,
+    (OPEN, LifecycleEvent.CLEARED): RES,
+    (ACK, LifecycleEvent.CLEARED): RES,
+    (SUP, LifecycleEvent.CLEARED): SUP,  # an accepted risk stays accepted until it expires
+    (RES, LifecycleEvent.CLEARED): RES,
+    (OPEN, LifecycleEvent.ACKNOWLEDGE): ACK,
+    (OPEN, LifecycleEvent.RESOLVE): RES,
+    (ACK, LifecycleEvent.RESOLVE): RES,
+    (OPEN, LifecycleEvent.SUPPRESS): SUP,
+    (ACK, LifecycleEvent.SUPPRESS): SUP,
+    (RES, LifecycleEvent.SUPPRESS): SUP,
+    (SUP, LifecycleEvent.SUPPRESS): SUP,  # change reason or expiry
+    (SUP, LifecycleEvent.UNSUPPRESS): OPEN,
+    (RES, LifecycleEvent.REOPEN): OPEN,
+    (ACK, LifecycleEvent.REOPEN): OPEN,
+}
+
+
+def next_status(current: FindingStatus | None, event: LifecycleEvent) -> FindingStatus:
+    try:
+        return TRANSITIONS[(current, event)]
+    except KeyError:
+        name = current.value if current else "new"
+        allowed = sorted(e.value for (s, e) in TRANSITIONS if s == current)
+        raise InvalidTransitionError(
+            f"cannot {event.value} a finding that is {name} (allowed: {', '.join(allowed) or 'nothing'})"
+        ) from None

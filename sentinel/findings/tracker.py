@@ -1,0 +1,154 @@
+"""Merge a sweep's verdicts into the stored findings: dedupe, count, resolve, reopen, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sentinel.engine.ruleset import Verdict
+from sentinel.findings.lifecycle import LifecycleEvent, next_status
+from sentinel.models import Finding, FindingStatus
+from sentinel.models.finding import fingerprint
+from sentinel.store import SqliteStore
+
+SYSTEM_ACTOR = "sentinel"
+
+
+@dataclass
+class ApplyResult:
+    new: list[Finding] = field(default_factory=list)
+    updated: list[Finding] = field(default_factory=list)
+    resolved: list[Finding] = field(default_factory=list)
+    reopened: list[Finding] = field(default_factory=list)
+
+    @property
+    def touched(self) -> list[Finding]:
+        return [*self.new, *self.updated, *self.resolved, *self.reopened]
+
+
+Event = tuple[str, datetime, str, str | None, str, str | None]
+
+
+class FindingTracker:
+    """The only writer of finding state; both sweeps and operators go through it."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    def apply(self, verdicts: Iterable[Verdict], now: datetime) -> ApplyResult:
+        detected: dict[str, Verdict] = {}
+        cleared: dict[str, Verdict] = {}
+        for v in verdicts:
+            fid = fingerprint(v.rule.id, v.system_id, v.target)
+            if v.present:
+                detected[fid] = v
+                cleared.pop(fid, None)
+            elif fid not in detected:
+                cleared[fid] = v
+        existing = self.store.findings_by_ids([*detected, *cleared])
+        result = ApplyResult()
+        events: list[Event] = []
+        changed: list[Finding] = []
+
+        for fid, v in detected.items():
+            old = existing.get(fid)
+            rule = v.rule
+            status = next_status(old.status if old else None, LifecycleEvent.DETECTED)
+            if old is None:
+                f = Finding(
+                    id=fid,
+                    rule_id=rule.id,
+                    title=rule.title,
+                    severity=rule.severity,
+                    category=rule.category,
+                    system_id=v.system_id,
+                    target=v.target,
+                    status=status,
+                    first_seen=now,
+                    last_seen=now,
+                    occurrences=1,
+                    evidence=v.evidence,
+                    controls=rule.controls.flat(),
+                    remediation=rule.remediation,
+                )
+                result.new.append(f)
+                events.append((fid, now, SYSTEM_ACTOR, None, status.value, "first detected"))
+            else:
+                f = old
+                f.title, f.severity, f.category = rule.title, rule.severity, rule.category
+                f.controls, f.remediation = rule.controls.flat(), rule.remediation
+                f.last_seen, f.occurrences, f.evidence = now, old.occurrences + 1, v.evidence
+                if old.status == FindingStatus.RESOLVED:
+                    f.regression = True
+                    f.resolved_at = None
+                    f.status_reason = "seen again after it was resolved"
+                    f.status_by = SYSTEM_ACTOR
+                    result.reopened.append(f)
+                    events.append((fid, now, SYSTEM_ACTOR, old.status.value, status.value, f.status_reason))
+                else:
+                    result.updated.append(f)
+                f.status = status
+            changed.append(f)
+
+        for fid in cleared:
+            old = existing.get(fid)
+            if old is None:
+                continue
+            status = next_status(old.status, LifecycleEvent.CLEARED)
+            if status != old.status:
+                events.append((fid, now, SYSTEM_ACTOR, old.status.value, status.value, "condition no longer observed"))
+                old.status, old.resolved_at = status, now
+                old.status_reason, old.status_by = "condition no longer observed", SYSTEM_ACTOR
+                result.resolved.append(old)
+                changed.append(old)
+
+        with self.store.transaction():
+            self.store.save_findings(changed)
+            self.store.add_events(events)
+        return result
+
+    def expire_suppressions(self, now: datetime) -> list[Finding]:
+        """Suppressions past their expiry reopen (and are audited)."""
+        expired = [
+            f
+            for f in self.store.list_findings(statuses=[FindingStatus.SUPPRESSED])
+            if f.suppressed_until is not None and f.suppressed_until <= now
+        ]
+        for f in expired:
+            self._transition(f, LifecycleEvent.UNSUPPRESS, SYSTEM_ACTOR, "suppression expired", now)
+        return expired
+
+    def act(
+        self,
+        finding: Finding,
+        event: LifecycleEvent,
+        actor: str,
+        reason: str,
+        now: datetime,
+        until: datetime | None = None,
+    ) -> Finding:
+        """An operator's action (acknowledge, resolve, suppress, unsuppress, reopen)."""
+        self._transition(finding, event, actor, reason, now, until)
+        return finding
+
+    def _transition(
+        self,
+        f: Finding,
+        event: LifecycleEvent,
+        actor: str,
+        reason: str,
+        now: datetime,
+        until: datetime | None = None,
+    ) -> None:
+        old = f.status
+        f.status = next_status(old, event)
+        f.status_reason, f.status_by = reason, actor
+        f.suppressed_until = until if event == LifecycleEvent.SUPPRESS else None
+        if f.status == FindingStatus.RESOLVED:
+            f.resolved_at = now
+        elif event in (LifecycleEvent.REOPEN, LifecycleEvent.UNSUPPRESS):
+            f.resolved_at = None
+        with self.store.transaction():
+            self.store.save_findings([f])
+            self.store.add_events([(f.id, now, actor, old.value, f.status.value, reason)])

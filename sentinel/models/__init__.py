@@ -1,0 +1,6 @@
+"""Typed data passed between stages: observations (collectors → engine) and findings (engine → store/sinks)."""
+
+from sentinel.models.finding import Finding, FindingStatus, Severity
+from sentinel.models.observation import Observation, ObservationStatus
+
+__all__ = ["Finding", "FindingStatus", "Observation", "ObservationStatus", "Severity"]

@@ -1,0 +1,89 @@
+"""A finding: a rule's verdict about one target of one system, with a lifecycle."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    def at_least(self, other: Severity) -> bool:
+        return self.rank >= other.rank
+
+
+_RANK = {s: i for i, s in enumerate(Severity)}
+
+
+class FindingStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    SUPPRESSED = "suppressed"
+
+    @property
+    def is_active(self) -> bool:
+        return self in (FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED)
+
+
+def fingerprint(rule_id: str, system_id: str, target: str) -> str:
+    """Stable identity of a finding; sha256 so it is the same in every process and release."""
+    return hashlib.sha256(f"{rule_id}\x1f{system_id}\x1f{target}".encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class Finding:
+    id: str
+    rule_id: str
+    title: str
+    severity: Severity
+    category: str
+    system_id: str
+    target: str
+    status: FindingStatus
+    first_seen: datetime
+    last_seen: datetime
+    occurrences: int
+    evidence: dict[str, Any] = field(default_factory=dict)
+    controls: list[str] = field(default_factory=list)
+    remediation: str = ""
+    status_reason: str | None = None
+    status_by: str | None = None
+    suppressed_until: datetime | None = None
+    resolved_at: datetime | None = None
+    regression: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule_id": self.rule_id,
+            "title": self.title,
+            "severity": self.severity.value,
+            "category": self.category,
+            "system_id": self.system_id,
+            "target": self.target,
+            "status": self.status.value,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "occurrences": self.occurrences,
+            "evidence": self.evidence,
+            "controls": list(self.controls),
+            "remediation": self.remediation,
+            "status_reason": self.status_reason,
+            "status_by": self.status_by,
+            "suppressed_until": self.suppressed_until.isoformat() if self.suppressed_until else None,
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "regression": self.regression,
+        }

@@ -1,0 +1,172 @@
+"""Safe YAML loading with line numbers, for every user-edited file (registry, rules, config).
+
+- `yaml.SafeLoader` only: no Python object tags.
+- Files over `MAX_BYTES` and documents with many aliases (billion-laughs) are refused.
+- Duplicate mapping keys are errors (PyYAML silently keeps the last one).
+- Mappings and sequences remember the line of each key / item, so a validation error at a
+  pydantic location such as ``("systems", 3, "endpoints", 0, "url")`` can be reported as
+  ``registry.yaml:41: ...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from sentinel.errors import InputError, Problem
+
+MAX_BYTES = 1_000_000
+MAX_ALIASES = 200
+
+
+class LineDict(dict[str, Any]):
+    """A dict that also knows the line (1-based) of itself and of each of its keys."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class LineList(list[Any]):
+    """A list that knows the line of itself and of each item."""
+
+    line: int = 0
+    item_lines: list[int]
+
+
+class _Loader(yaml.SafeLoader):
+    def __init__(self, stream: str, filename: str) -> None:
+        super().__init__(stream)
+        self.filename = filename
+        self.problems: list[Problem] = []
+        self.alias_count = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.alias_count += 1
+            if self.alias_count > MAX_ALIASES:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise yaml.YAMLError(
+                    f"line {event.start_mark.line + 1}: more than {MAX_ALIASES} aliases; refusing a possible YAML bomb"
+                )
+        return super().compose_node(parent, index)
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            loader.problems.append(Problem(loader.filename, line, f"mapping key {key!r} is not a scalar"))
+            continue
+        skey = str(key)
+        if skey in result:
+            loader.problems.append(
+                Problem(
+                    loader.filename,
+                    line,
+                    f"duplicate key '{skey}' (first defined on line {result.key_lines[skey]})",
+                )
+            )
+            continue
+        result[skey] = loader.construct_object(value_node, deep=True)
+        result.key_lines[skey] = line
+    return result
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
+    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def load_yaml_text(text: str, filename: str) -> Any:
+    """Parse one YAML document; raise `InputError` naming the file and line on any problem."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise InputError([Problem(filename, None, f"file is larger than {MAX_BYTES} bytes; refusing to load")])
+    loader = _Loader(text, filename)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = " ".join(x for x in (exc.context, exc.problem) if x) or "invalid YAML"
+        raise InputError([Problem(filename, line, f"YAML syntax error: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise InputError([Problem(filename, None, f"YAML error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    if loader.problems:
+        raise InputError(loader.problems)
+    return data
+
+
+def load_yaml_file(path: Path) -> Any:
+    """Read and parse a YAML file, turning I/O and decoding errors into `InputError`."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise InputError([Problem(str(path), None, f"file is {size} bytes, over the {MAX_BYTES}-byte limit")])
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError([Problem(str(path), None, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    except OSError as exc:
+        raise InputError([Problem(str(path), None, f"cannot read file: {exc.strerror or exc}")]) from None
+    return load_yaml_text(text, str(path))
+
+
+def line_of(data: Any, loc: Sequence[int | str]) -> int | None:
+    """The line of the deepest element of `loc` that exists in `data` (a parsed LineDict tree)."""
+    best: int | None = getattr(data, "line", None) or None
+    node = data
+    for part in loc:
+        if isinstance(node, LineDict) and isinstance(part, str) and part in node:
+            best = node.key_lines.get(part, best)
+            node = node[part]
+        elif isinstance(node, LineList) and isinstance(part, int) and 0 <= part < len(node):
+            best = node.item_lines[part]
+            node = node[part]
+        else:
+            break
+        inner = getattr(node, "line", None)
+        if isinstance(node, LineDict | LineList) and inner and best is None:
+            best = inner
+    return best
+
+
+def _describe(error: Any) -> str:
+    loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+    msg = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{error['loc'][-1]}'" + (
+            f" (in {'.'.join(map(str, error['loc'][:-1]))})" if len(error["loc"]) > 1 else ""
+        )
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{loc}: {msg}" if loc else msg
+
+
+def validation_problems(
+    exc: ValidationError, data: Any, filename: str, prefix: Sequence[int | str] = ()
+) -> list[Problem]:
+    """Turn a pydantic ValidationError into located problems, every one of them."""
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        line = line_of(data, loc)
+        shown = dict(error)
+        shown["loc"] = (*prefix, *loc)
+        problems.append(Problem(filename, line, _describe(shown)))
+    return problems
