@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,11 +77,17 @@ def _finding_from(row: sqlite3.Row) -> Finding:
     )
 
 
+#: Called inside the transaction that writes findings or observations: (connection, what, items).
+#: This is how a transactional outbox queues exactly what was recorded, atomically with it.
+WriteHook = Callable[[sqlite3.Connection, str, Sequence[Any]], None]
+
+
 class SqliteStore:
     """All reads and writes of the embedded store go through this class."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
+        self._write_hooks: list[WriteHook] = []
         if self.path != ":memory:":
             parent = Path(self.path).parent
             try:
@@ -123,6 +129,14 @@ class SqliteStore:
     def schema_version(self, component: str = "core") -> int:
         row = self._db.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
         return int(row[0]) if row else 0
+
+    def add_write_hook(self, hook: WriteHook) -> None:
+        """Register a hook run in the same transaction as every findings/observations write."""
+        self._write_hooks.append(hook)
+
+    def _run_hooks(self, what: str, items: Sequence[Any]) -> None:
+        for hook in self._write_hooks:
+            hook(self._db, what, items)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -207,10 +221,12 @@ class SqliteStore:
         return found
 
     def save_findings(self, findings: Iterable[Finding]) -> None:
+        items = list(findings)
         with self.transaction() as db:
+            self._run_hooks("findings", items)
             db.executemany(
                 f"INSERT OR REPLACE INTO findings ({_FINDING_COLUMNS}) VALUES ({','.join('?' * 19)})",
-                [_finding_row(f) for f in findings],
+                [_finding_row(f) for f in items],
             )
 
     def add_events(self, events: Iterable[tuple[str, datetime, str, str | None, str, str | None]]) -> None:
@@ -232,7 +248,9 @@ class SqliteStore:
     # -- observations and sweeps --------------------------------------------------------------
     def save_observations(self, observations: Iterable[Observation]) -> None:
         """Keep the latest observation per (kind, system, target)."""
+        items = list(observations)
         with self.transaction() as db:
+            self._run_hooks("observations", items)
             db.executemany(
                 "INSERT OR REPLACE INTO observations_latest"
                 " (kind, system_id, target, observed_at, probe, status, error, data) VALUES (?,?,?,?,?,?,?,?)",
@@ -247,7 +265,7 @@ class SqliteStore:
                         o.error,
                         json.dumps(dict(o.data), ensure_ascii=False, default=str),
                     )
-                    for o in observations
+                    for o in items
                 ],
             )
 
