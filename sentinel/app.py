@@ -102,7 +102,7 @@ class Sentinel:
                     "new": len(changes.new),
                     "resolved": len(changes.resolved),
                     "reopened": len(changes.reopened),
-                    "method": "tcp-connect",
+                    "method": ",".join(sorted({str(o.data["method"]) for o in observations if "method" in o.data})),
                     "connections": sum(net.sent.values()),
                 },
             )

@@ -85,9 +85,10 @@ def _summary(app: Sentinel, outcome: SweepOutcome) -> None:
     errors = sum(1 for o in obs if o.status.value == "error")
     ch = outcome.changes
     took = (outcome.finished_at - outcome.started_at).total_seconds()
+    methods = ", ".join(sorted({str(o.data["method"]) for o in obs if "method" in o.data})) or "no port"
     console().print(
         f"Sweep {outcome.sweep_id}: {len(app.registry.systems)} systems, {len(obs)} observations "
-        f"({errors} could not observe) in {took:.1f} s with tcp-connect probes; "
+        f"({errors} could not observe) in {took:.1f} s ({methods} scan); "
         f"[bold]{len(ch.new)} new[/bold], {len(ch.updated)} still open, {len(ch.reopened)} reopened, "
         f"{len(ch.resolved)} resolved."
     )

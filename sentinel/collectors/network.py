@@ -148,6 +148,45 @@ class ScopedNetwork:
                 raise ssl.SSLError("no TLS session was established")
             return sslobj  # type: ignore[no-any-return]
 
+    async def open_stream(
+        self,
+        address: str,
+        port: int,
+        context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """An admitted TCP (or TLS) stream for protocol probes; the caller closes the writer."""
+        async with self._conn_slots[address]:
+            await self.admit(address)
+            return await asyncio.wait_for(
+                asyncio.open_connection(
+                    address, port, ssl=context, server_hostname=server_hostname if context else None
+                ),
+                self.settings.connect_timeout + (self.settings.tls_timeout if context else 0),
+            )
+
+    async def udp_exchange(self, address: str, port: int, payload: bytes, timeout: float | None = None) -> bytes:
+        """Send one datagram and wait for one answer (DNS and similar); TimeoutError if none comes."""
+        await self.admit(address)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bytes] = loop.create_future()
+
+        class _Once(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+                if not answer.done():
+                    answer.set_result(data)
+
+            def error_received(self, exc: Exception) -> None:
+                if not answer.done():
+                    answer.set_exception(exc)
+
+        transport, _ = await loop.create_datagram_endpoint(_Once, remote_addr=(address, port))
+        try:
+            transport.sendto(payload)
+            return await asyncio.wait_for(answer, timeout or self.settings.connect_timeout)
+        finally:
+            transport.close()
+
     # -- HTTP -----------------------------------------------------------------------------
     def http_session(self) -> aiohttp.ClientSession:
         """One shared session; its resolver refuses out-of-scope names and addresses."""
