@@ -8,9 +8,11 @@ import sys
 import click
 
 from sentinel import __version__
+from sentinel.cli.alerts_cmd import alerts
 from sentinel.cli.common import EXIT_USAGE
 from sentinel.cli.demo_cmd import demo
 from sentinel.cli.findings_cmd import findings
+from sentinel.cli.notify_cmd import notify
 from sentinel.cli.registry_cmd import registry
 from sentinel.cli.rules_cmd import rules
 from sentinel.cli.scan_cmd import scan
@@ -26,7 +28,7 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (registry, scan, findings, rules, demo):
+for command in (registry, scan, findings, alerts, notify, rules, demo):
     cli.add_command(command)
 
 

@@ -10,8 +10,8 @@ from sentinel.engine.rule import Rule
 from sentinel.errors import InputError, Problem
 from sentinel.yamlio import LineDict, load_yaml_file, validation_problems
 
-#: Folders under a rules tree that hold test fixtures, not rules.
-FIXTURE_DIRS = {"tests", "fixtures"}
+#: Folders under a rules tree that hold fixtures, framework mappings and data files, not rules.
+FIXTURE_DIRS = {"tests", "fixtures", "frameworks", "data"}
 
 
 def rule_files(path: Path) -> list[Path]:

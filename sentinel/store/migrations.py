@@ -69,4 +69,6 @@ CORE: list[list[str]] = [
 ]
 
 
-SCHEMAS: dict[str, list[list[str]]] = {"core": CORE}
+from sentinel.notify.digest import NOTIFY_SCHEMA  # noqa: E402 - registry of components, after CORE
+
+SCHEMAS: dict[str, list[list[str]]] = {"core": CORE, "notify": NOTIFY_SCHEMA}

@@ -1,0 +1,91 @@
+"""`sentinel alerts`: the SOC's terminal view of open findings, newest first, optionally following."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from sentinel.app import Sentinel
+from sentinel.cli.common import EXIT_OK, SEVERITY_STYLE, age, build_app, console, settings_options
+from sentinel.models import FindingStatus, Severity
+
+
+def alerts_view(app: Sentinel, min_severity: Severity | None, limit: int) -> Group:
+    found = app.store.list_findings(
+        statuses=[FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED], min_severity=min_severity
+    )
+    found.sort(key=lambda f: (f.severity.rank, f.first_seen), reverse=True)
+    counts = {s: sum(1 for f in found if f.severity == s) for s in Severity}
+    header = Text("Open findings  ")
+    for s in reversed(Severity):
+        header.append(f" {s.value}: {counts[s]} ", style=SEVERITY_STYLE[s] if counts[s] else "dim")
+    header.append(f"   {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC", style="dim")
+    table = Table(header_style="bold", expand=True)
+    for col in ("ID", "Severity", "Status", "System", "Owner", "Finding", "Target", "Age"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("ID", "Severity", "Age"))
+    now = datetime.now(UTC)
+    registry = app.registry if app.settings.registry is not None else None
+    for f in found[:limit]:
+        owner = registry.by_id[f.system_id].owner.department if registry and f.system_id in registry.by_id else ""
+        table.add_row(
+            f.id[:12],
+            Text(f.severity.value, style=SEVERITY_STYLE[f.severity]),
+            f.status.value,
+            f.system_id,
+            owner,
+            f.title,
+            f.target,
+            age(f.first_seen, now),
+        )
+    if len(found) > limit:
+        table.caption = f"{len(found) - limit} more not shown"
+    return Group(header, table)
+
+
+@click.command()
+@settings_options
+@click.option(
+    "--registry",
+    "registry_path",
+    type=click.Path(path_type=Path),
+    envvar="SENTINEL_REGISTRY",
+    help="Registry, to show each system's owning department.",
+)
+@click.option("--severity", type=click.Choice([s.value for s in Severity]), help="At or above this severity.")
+@click.option("--follow", "-f", is_flag=True, help="Keep refreshing (Ctrl-C to stop).")
+@click.option("--interval", default=5.0, show_default=True, help="Refresh interval in seconds with --follow.")
+@click.option("--limit", default=50, show_default=True, help="Rows to show.")
+def alerts(
+    config_file: Path | None,
+    store: Path | None,
+    registry_path: Path | None,
+    severity: str | None,
+    follow: bool,
+    interval: float,
+    limit: int,
+) -> int:
+    """Open findings by severity, newest first, with system, owner and age. Acknowledge with `findings ack`."""
+    app = build_app(config_file, store=store, registry=registry_path)
+    if app.settings.registry is not None:
+        _ = app.registry  # load (and validate) once, before the live view starts
+    min_sev = Severity(severity) if severity else None
+    out = console()
+    try:
+        if not follow:
+            out.print(alerts_view(app, min_sev, limit))
+            return EXIT_OK
+        with Live(alerts_view(app, min_sev, limit), console=out, refresh_per_second=1, screen=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(alerts_view(app, min_sev, limit))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        app.close()

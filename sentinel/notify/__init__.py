@@ -1,0 +1,1 @@
+"""Owner notifications: per-owner digests of findings on their own systems, over mail and webhooks."""

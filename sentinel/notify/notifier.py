@@ -1,0 +1,112 @@
+"""Send what is due: owner digests over mail and webhooks, with retries, throttling and a sent-ledger."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sentinel.models import FindingStatus
+from sentinel.notify import render
+from sentinel.notify.channels import DeliveryError, post_webhook, send_mail
+from sentinel.notify.digest import Digest, Ledger, due_digests, recipients
+from sentinel.notify.settings import NotifySettings
+from sentinel.registry.models import Registry
+from sentinel.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Delivery:
+    digest: Digest
+    channel: str
+    subject: str
+    error: str | None = None
+
+
+@dataclass
+class NotifyReport:
+    sent: list[Delivery] = field(default_factory=list)
+    failed: list[Delivery] = field(default_factory=list)
+    planned: list[Delivery] = field(default_factory=list)
+
+
+class Notifier:
+    def __init__(
+        self,
+        settings: NotifySettings,
+        registry: Registry,
+        store: SqliteStore,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.ledger = Ledger(store.connection)
+        self._sleep = sleep
+
+    def due(self, now: datetime) -> list[Digest]:
+        targets = recipients(self.registry, [h.department for h in self.settings.webhooks])
+        if self.settings.smtp is None:
+            targets = [t for t in targets if not t.key.startswith("mail:")]
+        findings = self.store.list_findings(
+            statuses=[FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED, FindingStatus.RESOLVED],
+            system_ids=[s.id for s in self.registry.systems],
+        )
+        return due_digests(
+            self.ledger,
+            targets,
+            findings,
+            now,
+            self.settings.immediate_severity,
+            timedelta(hours=self.settings.digest_hours),
+            self.settings.max_per_hour,
+        )
+
+    def run(self, now: datetime, dry_run: bool = False) -> NotifyReport:
+        report = NotifyReport()
+        lang = self.settings.language
+        for digest in self.due(now):
+            key = digest.recipient.key
+            subject = render.subject(digest, self.registry, lang)
+            channel = "smtp" if key.startswith("mail:") else self.settings.webhooks[int(key[5:])].format
+            delivery = Delivery(digest, channel, subject)
+            if dry_run:
+                report.planned.append(delivery)
+                continue
+            try:
+                self._deliver_with_retries(digest, subject)
+            except DeliveryError as exc:
+                delivery.error = str(exc)
+                report.failed.append(delivery)
+                log.warning("notification to %s not delivered: %s", key, exc)
+                continue
+            with self.store.transaction():
+                self.ledger.record(digest, channel, now)
+            report.sent.append(delivery)
+        return report
+
+    def _deliver_with_retries(self, digest: Digest, subject: str) -> None:
+        attempts = self.settings.retries + 1
+        for attempt in range(attempts):
+            try:
+                self._deliver(digest, subject)
+                return
+            except DeliveryError:
+                if attempt == attempts - 1:
+                    raise
+                self._sleep(self.settings.retry_backoff * 2**attempt)
+
+    def _deliver(self, digest: Digest, subject: str) -> None:
+        key, lang = digest.recipient.key, self.settings.language
+        if key.startswith("mail:"):
+            assert self.settings.smtp is not None
+            send_mail(self.settings.smtp, key[5:], subject, render.plain_text(digest, self.registry, lang))
+            return
+        hook = self.settings.webhooks[int(key[5:])]
+        post_webhook(
+            hook, subject, render.markdown(digest, self.registry, lang), render.as_json(digest, self.registry, lang)
+        )

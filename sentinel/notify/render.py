@@ -1,0 +1,120 @@
+"""Digest text in Chinese or English: a subject, plain text (mail), Markdown (robots), JSON (generic webhook)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sentinel.notify.digest import Digest, Event
+from sentinel.registry.models import Registry
+
+LABELS: dict[str, dict[str, str]] = {
+    "zh": {
+        "subject": "[Sentinel] {dept}：{new} 个新问题，{reopened} 个复现，{resolved} 个已解决",
+        "urgent": "[Sentinel 紧急] {dept}：{n} 个严重问题",
+        "new": "新发现",
+        "reopened": "再次出现",
+        "resolved": "已解决",
+        "overdue": "已超期",
+        "system": "系统",
+        "target": "目标",
+        "severity": "严重性",
+        "since": "首次发现",
+        "fix": "整改建议",
+        "footer": "本邮件由 Sentinel 网络安全监测系统自动发送，仅包含贵部门负责的系统。",
+    },
+    "en": {
+        "subject": "[Sentinel] {dept}: {new} new, {reopened} reopened, {resolved} resolved",
+        "urgent": "[Sentinel URGENT] {dept}: {n} critical findings",
+        "new": "New",
+        "reopened": "Seen again",
+        "resolved": "Resolved",
+        "overdue": "Overdue",
+        "system": "System",
+        "target": "Target",
+        "severity": "Severity",
+        "since": "First seen",
+        "fix": "What to do",
+        "footer": "Sent by Sentinel network monitoring; it covers only the systems your department owns.",
+    },
+}
+SEVERITY_NAMES: dict[str, dict[str, str]] = {
+    "zh": {"critical": "严重", "high": "高", "medium": "中", "low": "低", "info": "提示"},
+    "en": {s: s for s in ("critical", "high", "medium", "low", "info")},
+}
+
+
+def _dept(digest: Digest, registry: Registry) -> str:
+    depts = sorted(
+        {registry.by_id[sid].owner.department for sid in digest.recipient.system_ids if sid in registry.by_id}
+    )
+    return "、".join(depts[:3]) + (" …" if len(depts) > 3 else "") if depts else "-"
+
+
+def subject(digest: Digest, registry: Registry, lang: str) -> str:
+    t = LABELS[lang]
+    counts = digest.counts
+    if digest.immediate:
+        return t["urgent"].format(dept=_dept(digest, registry), n=len(digest.events))
+    return t["subject"].format(
+        dept=_dept(digest, registry),
+        new=counts.get("new", 0),
+        reopened=counts.get("reopened", 0),
+        resolved=counts.get("resolved", 0),
+    )
+
+
+def _line_items(e: Event, registry: Registry, lang: str) -> list[tuple[str, str]]:
+    t = LABELS[lang]
+    f = e.finding
+    system = registry.by_id.get(f.system_id)
+    items = [
+        (t["system"], f"{system.name} ({f.system_id})" if system else f.system_id),
+        (t["target"], f.target),
+        (t["severity"], SEVERITY_NAMES[lang][f.severity.value]),
+        (t["since"], f.first_seen.strftime("%Y-%m-%d %H:%M UTC")),
+    ]
+    if e.kind != "resolved":
+        items.append((t["fix"], " ".join(f.remediation.split())))
+    return items
+
+
+def plain_text(digest: Digest, registry: Registry, lang: str) -> str:
+    t = LABELS[lang]
+    lines = [subject(digest, registry, lang), ""]
+    for kind in ("new", "reopened", "overdue", "resolved"):
+        events = [e for e in digest.events if e.kind == kind]
+        if not events:
+            continue
+        lines.append(f"== {t[kind]} ({len(events)}) ==")
+        for e in events:
+            lines.append(f"* {e.finding.title}")
+            lines.extend(f"    {k}: {v}" for k, v in _line_items(e, registry, lang))
+            lines.append(f"    id: {e.finding.id[:12]}")
+        lines.append("")
+    lines.append(t["footer"])
+    return "\n".join(lines)
+
+
+def markdown(digest: Digest, registry: Registry, lang: str, limit: int = 20) -> str:
+    """Robot messages are size-limited: at most `limit` items, the rest counted."""
+    t = LABELS[lang]
+    lines = [f"### {subject(digest, registry, lang)}"]
+    for e in digest.events[:limit]:
+        f = e.finding
+        lines.append(f"- **{t[e.kind]}** [{SEVERITY_NAMES[lang][f.severity.value]}] {f.title}")
+        lines.append(f"  > {f.system_id} · {f.target}")
+        if e.kind != "resolved":
+            lines.append(f"  > {t['fix']}: {' '.join(f.remediation.split())[:200]}")
+    if len(digest.events) > limit:
+        lines.append(f"- … +{len(digest.events) - limit}")
+    return "\n".join(lines)
+
+
+def as_json(digest: Digest, registry: Registry, lang: str) -> dict[str, Any]:
+    return {
+        "subject": subject(digest, registry, lang),
+        "immediate": digest.immediate,
+        "recipient": digest.recipient.key,
+        "counts": digest.counts,
+        "events": [{"event": e.kind, **e.finding.to_dict()} for e in digest.events],
+    }
