@@ -19,6 +19,7 @@ from rich.text import Text
 from sentinel.app import Sentinel
 from sentinel.config.settings import Settings, load_settings
 from sentinel.models import Finding, Severity
+from sentinel.registry.sharding import parse_shard, shard_registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -144,6 +145,32 @@ def format_option(choices: Iterable[str] = ("table", "json")) -> Callable[[F], F
     return click.option(
         "--format", "fmt", type=click.Choice(list(choices)), default="table", show_default=True, help="Output format."
     )
+
+
+def shard_option(func: F) -> F:
+    """--shard i/n: only the systems this instance owns (rendezvous hashing over system ids)."""
+    return click.option(
+        "--shard",
+        callback=_check_shard,
+        envvar="SENTINEL_SHARD",
+        help="Own only shard I of N of the registry, e.g. 2/3.",
+    )(func)
+
+
+def _check_shard(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def apply_shard(app: Sentinel, shard: tuple[int, int] | None) -> Sentinel:
+    """The same application restricted to the systems of one shard."""
+    if shard is None:
+        return app
+    return Sentinel(app.settings, registry=shard_registry(app.registry, *shard))
 
 
 def parse_when(text: str | None) -> datetime | None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from sentinel.cli.common import EXIT_OK, console, format_option
+from sentinel.cli.common import EXIT_OK, console, format_option, shard_option
 from sentinel.registry.csv_import import import_csv
 from sentinel.registry.loader import load_registry
+from sentinel.registry.sharding import shard_registry
 
 
 @click.group()
@@ -58,10 +59,16 @@ def import_(csv_file: Path, output: Path | None, scope: tuple[str, ...]) -> int:
 
 @registry.command("list")
 @click.argument("path", type=click.Path(path_type=Path))
-@format_option()
-def list_(path: Path, fmt: str) -> int:
-    """List the registered systems."""
+@format_option(("table", "json", "ids"))
+@shard_option
+def list_(path: Path, fmt: str, shard: tuple[int, int] | None) -> int:
+    """List the registered systems (with --shard, only those that shard owns)."""
     reg = load_registry(path)
+    if shard is not None:
+        reg = shard_registry(reg, *shard)
+    if fmt == "ids":
+        click.echo("\n".join(s.id for s in reg.systems))
+        return EXIT_OK
     if fmt == "json":
         click.echo(json.dumps([s.model_dump(mode="json") for s in reg.systems], ensure_ascii=False, indent=2))
         return EXIT_OK

@@ -10,11 +10,13 @@ from sentinel.app import Sentinel
 from sentinel.cli.common import (
     EXIT_FINDINGS,
     EXIT_OK,
+    apply_shard,
     build_app,
     console,
     format_option,
     render_findings,
     settings_options,
+    shard_option,
 )
 from sentinel.models import Finding, FindingStatus, Severity
 from sentinel.sinks import SweepOutcome
@@ -43,6 +45,7 @@ from sentinel.sinks import SweepOutcome
     help="Exit 1 when an open finding is at or above this severity.",
 )
 @click.option("--dry-run", is_flag=True, help="Print every probe that would be sent, and send nothing.")
+@shard_option
 def scan(
     registry_path: Path | None,
     rule_paths: tuple[Path, ...],
@@ -51,9 +54,12 @@ def scan(
     fmt: str,
     fail_on: str | None,
     dry_run: bool,
+    shard: tuple[int, int] | None,
 ) -> int:
     """Run one sweep of all collectors over the registry and update the findings."""
-    app = build_app(config_file, registry=registry_path, store=store, rules=list(rule_paths) or None)
+    app = apply_shard(
+        build_app(config_file, registry=registry_path, store=store, rules=list(rule_paths) or None), shard
+    )
     try:
         if dry_run:
             return _dry_run(app)
