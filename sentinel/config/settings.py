@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sentinel.errors import InputError, Problem
 from sentinel.notify.settings import NotifySettings
+from sentinel.web.settings import WebSettings
 from sentinel.yamlio import load_yaml_file, validation_problems
 
 HIGH_RISK_PORTS = (21, 23, 135, 139, 445, 1433, 2375, 3306, 3389, 5432, 5900, 6379, 9200, 11211, 27017)
@@ -51,6 +52,7 @@ class Settings(BaseModel):
     collectors: CollectorSettings = Field(default_factory=CollectorSettings)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     def fingerprint(self) -> str:
         """A hash of the effective configuration, written into each sweep's audit record."""

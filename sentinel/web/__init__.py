@@ -1,0 +1,1 @@
+"""The built-in situational-awareness web view and JSON API."""
