@@ -15,6 +15,7 @@ from sentinel.cli.findings_cmd import findings
 from sentinel.cli.notify_cmd import notify
 from sentinel.cli.registry_cmd import registry
 from sentinel.cli.rules_cmd import rules
+from sentinel.cli.run_cmd import run
 from sentinel.cli.scan_cmd import scan
 from sentinel.errors import InputError, StoreError
 
@@ -28,7 +29,7 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (registry, scan, findings, alerts, notify, rules, demo):
+for command in (registry, scan, run, findings, alerts, notify, rules, demo):
     cli.add_command(command)
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sentinel.errors import InputError, Problem
 from sentinel.notify.settings import NotifySettings
+from sentinel.runtime.settings import RunSettings, ServeSettings
 from sentinel.web.settings import WebSettings
 from sentinel.yamlio import load_yaml_file, validation_problems
 
@@ -53,6 +54,8 @@ class Settings(BaseModel):
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     def fingerprint(self) -> str:
         """A hash of the effective configuration, written into each sweep's audit record."""

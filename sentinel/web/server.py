@@ -40,18 +40,30 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class WebContext:
     """What the handlers need; the registry can be swapped on reload."""
 
-    def __init__(self, store: SqliteStore, registry: Registry, auth: Authenticator, language: str = "zh") -> None:
+    def __init__(
+        self,
+        store: SqliteStore,
+        registry: Registry | Callable[[], Registry],
+        auth: Authenticator,
+        language: str = "zh",
+        ready: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.store = store
-        self.registry = registry
+        self._registry = registry
         self.auth = auth
         self.language = language
         self.tracker = FindingTracker(store)
-        self.ready = True
+        self.is_ready = ready
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
         )
+
+    @property
+    def registry(self) -> Registry:
+        """The current registry (a callable source follows reloads of the running monitor)."""
+        return self._registry if isinstance(self._registry, Registry) else self._registry()
 
 
 CTX_KEY = web.AppKey("ctx", WebContext)
@@ -393,7 +405,7 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[CTX_KEY].ready
+    ready = request.app[CTX_KEY].is_ready()
     return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 

@@ -1,0 +1,76 @@
+"""`sentinel run`: the continuous monitor, with the web view, API and health endpoints on one listener."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from sentinel.cli.common import EXIT_OK, build_settings, settings_options, shard_option
+from sentinel.config.settings import Settings
+from sentinel.runtime.logs import configure_logging
+from sentinel.runtime.monitor import Monitor
+from sentinel.store import SqliteStore
+from sentinel.web.auth import Authenticator
+from sentinel.web.server import WebContext, add_web_routes
+
+
+def build_listener(monitor: Monitor) -> web.Application:
+    """The HTTP side of the monitor: the web view and API, /healthz and /readyz."""
+    settings = monitor.current.settings
+    app = web.Application()
+    store = SqliteStore(settings.store)
+    ctx = WebContext(
+        store,
+        lambda: monitor.current.registry,
+        Authenticator(list(settings.web.users), session_seconds=int(settings.web.session_hours * 3600)),
+        settings.web.language,
+        ready=lambda: monitor.ready,
+    )
+    add_web_routes(app, ctx)
+
+    async def close_store(_: web.Application) -> None:
+        store.close()
+
+    app.on_cleanup.append(close_store)
+    return app
+
+
+@click.command()
+@click.option(
+    "--registry",
+    "registry_path",
+    type=click.Path(path_type=Path),
+    envvar="SENTINEL_REGISTRY",
+    help="Registry file or folder.",
+)
+@settings_options
+@shard_option
+@click.option("--listen", help="HOST:PORT for the web view, API, health and metrics (default: serve.listen).")
+@click.option("--no-listen", is_flag=True, help="Do not open the HTTP listener.")
+def run(
+    registry_path: Path | None,
+    config_file: Path | None,
+    store: Path | None,
+    shard: tuple[int, int] | None,
+    listen: str | None,
+    no_listen: bool,
+) -> int:
+    """Monitor continuously until SIGTERM/SIGINT; SIGHUP or a changed file reloads registry and rules."""
+    configure_logging(logging.INFO)
+    flags = {"registry": registry_path, "store": store, "serve": {"listen": listen} if listen else None}
+
+    def load() -> Settings:
+        return build_settings(config_file, **flags)
+
+    monitor = Monitor(
+        load,
+        config_file=config_file,
+        shard=shard,
+        listener=None if no_listen else build_listener,
+    )
+    code = asyncio.run(monitor.run())
+    return code or EXIT_OK

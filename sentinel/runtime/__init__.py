@@ -1,0 +1,1 @@
+"""The continuous monitor (`sentinel run`): schedules, reloads, shutdown, logs."""

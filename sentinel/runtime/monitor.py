@@ -1,0 +1,231 @@
+"""`sentinel run`: every probe on its own interval, each sweep cut into slices spread across it.
+
+A probe's interval is divided into slices of about `run.slice_seconds`; slice i of n sweeps the
+systems that rendezvous hashing puts in bucket i (the same function as `--shard`), so a city's
+1,354 systems are probed a few dozen at a time instead of all at once, and their results are
+evaluated as each slice completes. Everything that must survive a restart (findings, baselines,
+outbox, notification ledger) lives in the store, so a restart re-opens and re-notifies nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from sentinel.app import Sentinel
+from sentinel.config.settings import Settings
+from sentinel.engine.loader import load_rules, rule_files
+from sentinel.engine.paths import shipped_rules_dir
+from sentinel.errors import InputError, Problem, SentinelError
+from sentinel.notify.notifier import Notifier
+from sentinel.registry.loader import load_registry, registry_files
+from sentinel.registry.models import Registry
+from sentinel.registry.sharding import shard_registry
+from sentinel.store import SqliteStore
+
+log = logging.getLogger("sentinel.run")
+SettingsLoader = Callable[[], Settings]
+ListenerFactory = Callable[["Monitor"], web.Application]
+
+
+@dataclass
+class Loaded:
+    """One consistent configuration: settings, registry (already sharded) and the files they came from."""
+
+    settings: Settings
+    registry: Registry
+    files: dict[Path, float] = field(default_factory=dict)
+
+
+def _mtimes(paths: list[Path]) -> dict[Path, float]:
+    out = {}
+    for p in paths:
+        with contextlib.suppress(OSError):
+            out[p] = p.stat().st_mtime
+    return out
+
+
+class Monitor:
+    def __init__(
+        self,
+        load_settings: SettingsLoader,
+        config_file: Path | None = None,
+        shard: tuple[int, int] | None = None,
+        listener: ListenerFactory | None = None,
+    ) -> None:
+        self._load_settings = load_settings
+        self._config_file = config_file
+        self._shard = shard
+        self._listener_factory = listener
+        self.current = self._load()  # raises InputError: a bad start-up configuration exits 2
+        self.stopping = asyncio.Event()
+        self.sweeps_done = 0
+        self.ready = False
+        self._reload_requested = asyncio.Event()
+
+    # -- configuration --------------------------------------------------------------------------
+    def _load(self) -> Loaded:
+        settings = self._load_settings()
+        if settings.registry is None:
+            raise InputError([Problem("settings", None, "no registry given (--registry PATH or 'registry:')")])
+        registry = load_registry(settings.registry)
+        if self._shard is not None:
+            registry = shard_registry(registry, *self._shard)
+        rule_paths = list(settings.rules) or [shipped_rules_dir()]
+        load_rules(rule_paths)  # validate now: a bad rule must never replace good ones
+        watched = [*registry_files(settings.registry), *(f for p in rule_paths for f in rule_files(p))]
+        if self._config_file is not None:
+            watched.append(self._config_file)
+        return Loaded(settings, registry, _mtimes(watched))
+
+    def reload(self) -> bool:
+        """Swap in the new configuration if it is valid; otherwise keep the running one and say why."""
+        try:
+            fresh = self._load()
+        except InputError as exc:
+            for problem in exc.problems:
+                log.error("reload rejected: %s", problem)
+            log.error("keeping the running configuration (%d systems)", len(self.current.registry.systems))
+            return False
+        self.current = fresh
+        log.info("configuration reloaded: %d systems", len(fresh.registry.systems))
+        return True
+
+    def _changed(self) -> bool:
+        return _mtimes(list(self.current.files)) != self.current.files
+
+    # -- loops ----------------------------------------------------------------------------------
+    def _probe_names(self) -> list[str]:
+        return list(self.current.settings.collectors.probes)
+
+    async def _probe_loop(self, probe: str) -> None:
+        while not self.stopping.is_set():
+            loaded = self.current
+            run = loaded.settings.run
+            interval = run.intervals.get(probe, run.default_interval)
+            slices = max(1, round(interval / run.slice_seconds))
+            period = interval / slices
+            for index in range(1, slices + 1):
+                if self.stopping.is_set() or loaded is not self.current:
+                    break  # stop, or a reload: start over with the new configuration
+                started = asyncio.get_running_loop().time()
+                await self._sweep_slice(loaded, probe, index, slices)
+                elapsed = asyncio.get_running_loop().time() - started
+                pause = max(0.0, period - elapsed) + random.uniform(0, run.jitter * period)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), pause)
+
+    async def _sweep_slice(self, loaded: Loaded, probe: str, index: int, slices: int) -> None:
+        registry = shard_registry(loaded.registry, index, slices)
+        if not registry.systems:
+            return
+        settings = loaded.settings.model_copy(
+            update={"collectors": loaded.settings.collectors.model_copy(update={"probes": [probe]})}
+        )
+        app = Sentinel(settings, registry=registry)
+        try:
+            outcome = await app.sweep()
+        except SentinelError as exc:
+            log.error("sweep of %s slice %d/%d failed: %s", probe, index, slices, exc)
+            return
+        finally:
+            app.close()
+        self.sweeps_done += 1
+        self.ready = True
+        ch = outcome.changes
+        log.info(
+            "%s slice %d/%d: %d systems, %d observations, %d new, %d resolved, %d reopened",
+            probe,
+            index,
+            slices,
+            len(registry.systems),
+            len(outcome.observations),
+            len(ch.new),
+            len(ch.resolved),
+            len(ch.reopened),
+            extra={"probe": probe, "slice": index, "slices": slices, "sweep_id": outcome.sweep_id},
+        )
+
+    async def _notify_loop(self) -> None:
+        while not self.stopping.is_set():
+            settings = self.current.settings
+            if settings.notify.smtp is not None or settings.notify.webhooks:
+                await asyncio.to_thread(self._notify_once, settings, self.current.registry)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), settings.run.notify_every)
+
+    @staticmethod
+    def _notify_once(settings: Settings, registry: Registry) -> None:
+        store = SqliteStore(settings.store)  # its own connection: this runs in a worker thread
+        try:
+            report = Notifier(settings.notify, registry, store).run(datetime.now(UTC))
+            for d in report.failed:
+                log.warning("notification to %s failed: %s", d.digest.recipient.key, d.error)
+            if report.sent:
+                log.info("sent %d notifications", len(report.sent))
+        finally:
+            store.close()
+
+    async def _reload_loop(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload_requested.wait(), self.current.settings.run.reload_check_every)
+            if self.stopping.is_set():
+                return
+            if self._reload_requested.is_set() or self._changed():
+                self._reload_requested.clear()
+                if not self.reload():
+                    # Remember the bad files' times so the same mistake is not reported every few seconds.
+                    self.current.files = _mtimes(list(self.current.files))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping: in-flight sweeps get %.0f s to finish", self.current.settings.run.shutdown_grace)
+            self.stopping.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        runner = await self._start_listener()
+        tasks = [asyncio.create_task(self._probe_loop(p), name=f"probe:{p}") for p in self._probe_names()]
+        tasks += [
+            asyncio.create_task(self._notify_loop(), name="notify"),
+            asyncio.create_task(self._reload_loop(), name="reload"),
+        ]
+        log.info("monitoring %d systems with %s", len(self.current.registry.systems), ", ".join(self._probe_names()))
+        await self.stopping.wait()
+        _, pending = await asyncio.wait(tasks, timeout=self.current.settings.run.shutdown_grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        log.info("stopped after %d sweeps", self.sweeps_done)
+        return 0
+
+    async def _start_listener(self) -> web.AppRunner | None:
+        if self._listener_factory is None:
+            return None
+        host, _, port = self.current.settings.serve.listen.rpartition(":")
+        runner = web.AppRunner(self._listener_factory(self), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+        log.info("serving on http://%s", self.current.settings.serve.listen)
+        return runner

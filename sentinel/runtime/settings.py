@@ -1,0 +1,28 @@
+"""`run:` and `serve:` in sentinel.yaml."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: seconds between two sweeps of one probe over the whole registry
+    intervals: dict[str, float] = Field(
+        default_factory=lambda: {"tcp_ports": 900.0, "http": 300.0, "tls": 3600.0, "icmp": 300.0}
+    )
+    default_interval: float = Field(default=900.0, ge=5)
+    #: each interval is cut into slices of about this many seconds, so a sweep is spread, not a burst
+    slice_seconds: float = Field(default=30.0, ge=1)
+    #: random extra delay, as a fraction of the slice, so instances and probes do not align
+    jitter: float = Field(default=0.1, ge=0, le=1)
+    notify_every: float = Field(default=300.0, ge=5)
+    reload_check_every: float = Field(default=5.0, ge=1)
+    shutdown_grace: float = Field(default=25.0, ge=1, le=29)
+
+
+class ServeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str = "127.0.0.1:9108"
