@@ -14,6 +14,7 @@ from sentinel.cli.demo_cmd import demo
 from sentinel.cli.findings_cmd import findings
 from sentinel.cli.notify_cmd import notify
 from sentinel.cli.registry_cmd import registry
+from sentinel.cli.report_cmd import report
 from sentinel.cli.rules_cmd import rules
 from sentinel.cli.run_cmd import run
 from sentinel.cli.scan_cmd import scan
@@ -29,7 +30,7 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (registry, scan, run, findings, alerts, notify, rules, demo):
+for command in (registry, scan, run, findings, alerts, notify, report, rules, demo):
     cli.add_command(command)
 
 

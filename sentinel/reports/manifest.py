@@ -1,0 +1,59 @@
+"""An integrity manifest: SHA-256 of the report file and of its evidence set, so edits are detectable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sentinel import __version__
+from sentinel.reports.model import ReportData
+
+
+def evidence_digest(report: ReportData) -> str:
+    """Canonical JSON (sorted keys, no whitespace) of every record and problem, hashed."""
+    evidence = {
+        "records": [asdict(r) for r in report.records],
+        "problems": [asdict(p) for p in report.problems],
+        "exceptions": [asdict(e) for e in report.exceptions],
+    }
+    blob = json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(report: ReportData, output: Path, fmt: str) -> Path:
+    manifest: dict[str, Any] = {
+        "generator": f"sentinel {__version__}",
+        "generated_at": report.generated_at,
+        "report": {"file": output.name, "format": fmt, "sha256": file_digest(output), "bytes": output.stat().st_size},
+        "evidence_set": {
+            "sha256": evidence_digest(report),
+            "records": len(report.records),
+            "problems": len(report.problems),
+        },
+        "scope": report.scope,
+    }
+    path = output.with_name(output.name + ".manifest.json")
+    path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    return path
+
+
+def verify_manifest(manifest_path: Path) -> list[str]:
+    """Problems found (empty: the report file matches its manifest)."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    report_file = manifest_path.with_name(manifest["report"]["file"])
+    if not report_file.exists():
+        return [f"{report_file}: missing"]
+    if file_digest(report_file) != manifest["report"]["sha256"]:
+        return [f"{report_file}: SHA-256 does not match the manifest (the report was changed)"]
+    return []
