@@ -24,6 +24,15 @@ from sentinel.demo.certs import TestCA, self_signed
 NET = "127.77.0"
 DB_PORTS = (3306, 6379, 5432, 27017, 9200, 11211)
 
+#: what a well-configured site sends (the healthy demo system must produce no findings)
+SECURE_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 PAGE = """<!doctype html><html lang="zh"><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1><p>Sentinel demo service.</p></body></html>"""
 
@@ -80,7 +89,11 @@ class DemoEstate:
 
         def page(title: str, headers: dict[str, str] | None = None) -> Any:
             async def handler(_: web.Request) -> web.Response:
-                return web.Response(text=PAGE.format(title=title), content_type="text/html", headers=headers or {})
+                return web.Response(
+                    text=PAGE.format(title=title),
+                    content_type="text/html",
+                    headers={"Server": "nginx", **(headers or {})},
+                )
 
             return handler
 
@@ -168,7 +181,7 @@ class DemoEstate:
         )
 
         async def redirect(_: web.Request) -> web.Response:
-            raise web.HTTPMovedPermanently(f"https://{ip}:{tls_port}/")
+            raise web.HTTPMovedPermanently(f"https://{ip}:{tls_port}/", headers={"Server": "nginx"})
 
         await self._serve_http(ip, http_port, redirect)
         self._add(
