@@ -18,6 +18,7 @@ from sentinel.cli.report_cmd import report
 from sentinel.cli.rules_cmd import rules
 from sentinel.cli.run_cmd import run
 from sentinel.cli.scan_cmd import scan
+from sentinel.cli.serve_cmd import serve
 from sentinel.errors import InputError, StoreError
 
 
@@ -30,7 +31,7 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (registry, scan, run, findings, alerts, notify, report, rules, demo):
+for command in (registry, scan, run, serve, findings, alerts, notify, report, rules, demo):
     cli.add_command(command)
 
 

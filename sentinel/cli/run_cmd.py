@@ -13,30 +13,12 @@ from sentinel.cli.common import EXIT_OK, build_settings, settings_options, shard
 from sentinel.config.settings import Settings
 from sentinel.runtime.logs import configure_logging
 from sentinel.runtime.monitor import Monitor
-from sentinel.store import SqliteStore
-from sentinel.web.auth import Authenticator
-from sentinel.web.server import WebContext, add_web_routes
+from sentinel.web.listener import build_listener
 
 
-def build_listener(monitor: Monitor) -> web.Application:
-    """The HTTP side of the monitor: the web view and API, /healthz and /readyz."""
-    settings = monitor.current.settings
-    app = web.Application()
-    store = SqliteStore(settings.store)
-    ctx = WebContext(
-        store,
-        lambda: monitor.current.registry,
-        Authenticator(list(settings.web.users), session_seconds=int(settings.web.session_hours * 3600)),
-        settings.web.language,
-        ready=lambda: monitor.ready,
-    )
-    add_web_routes(app, ctx)
-
-    async def close_store(_: web.Application) -> None:
-        store.close()
-
-    app.on_cleanup.append(close_store)
-    return app
+def monitor_listener(monitor: Monitor) -> web.Application:
+    """The HTTP side of the monitor: web view and API, /metrics, /probe, /healthz and /readyz (ready after a sweep)."""
+    return build_listener(monitor.current.settings, lambda: monitor.current.registry, ready=lambda: monitor.ready)
 
 
 @click.command()
@@ -70,7 +52,7 @@ def run(
         load,
         config_file=config_file,
         shard=shard,
-        listener=None if no_listen else build_listener,
+        listener=None if no_listen else monitor_listener,
     )
     code = asyncio.run(monitor.run())
     return code or EXIT_OK

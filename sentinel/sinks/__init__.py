@@ -9,10 +9,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from sentinel.errors import InputError, Problem
+from sentinel.sinks.alertmanager import AlertmanagerSink
 from sentinel.sinks.base import Sink, SweepOutcome
 from sentinel.sinks.jsonl import JsonLinesSink
 
-BUILTIN_SINKS: dict[str, Callable[[dict[str, Any]], Sink]] = {"jsonl": JsonLinesSink}
+BUILTIN_SINKS: dict[str, Callable[[dict[str, Any]], Sink]] = {"jsonl": JsonLinesSink, "alertmanager": AlertmanagerSink}
 
 
 def build_sinks(config: dict[str, dict[str, Any]]) -> list[Sink]:

@@ -105,7 +105,7 @@ def _user_from(request: web.Request) -> User | None:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in ("/login", "/healthz", "/readyz", "/metrics") or request.path.startswith("/probe"):
+    if request.path in ("/login", "/healthz", "/readyz", "/metrics", "/probe", "/-/healthy"):
         return await handler(request)
     user = _user_from(request)
     if user is None:

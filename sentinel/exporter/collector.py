@@ -1,0 +1,200 @@
+"""`/metrics`: the store read at scrape time, as metric families.
+
+`StoreExporter.render()` is what `sentinel serve` answers with (fast text exposition, cached until the store
+changes). `StoreCollector` is the same families as a prometheus_client custom collector, registered on its own
+`CollectorRegistry` by `build_registry()` (never the process-global one), for code that wants prometheus_client's
+exposition or parsers; the two give identical samples (tests/test_metrics_exporter.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from sentinel.exporter.family import Family, render_families
+from sentinel.exporter.outbox import outbox_families
+from sentinel.exporter.reader import StoreSnapshot, read_snapshot
+from sentinel.registry.models import Registry
+from sentinel.store import SqliteStore
+
+UNKNOWN = "unknown"
+
+#: Families read at every scrape from other stages (the Elasticsearch outbox, the compliance assessment).
+FamilySource = Callable[[SqliteStore], Iterable[Family]]
+
+
+@dataclass(frozen=True, slots=True)
+class SystemLabels:
+    """Registry facts used as labels: each is fixed per system, so they add no cardinality."""
+
+    name: str
+    tier: str
+    department: str
+    mlps_level: str
+    cii: str
+
+
+def system_labels(registry: Registry | None) -> dict[str, SystemLabels]:
+    if registry is None:
+        return {}
+    return {
+        s.id: SystemLabels(s.name, s.tier.value, s.owner.department, str(s.mlps_level), "true" if s.cii else "false")
+        for s in registry.systems
+    }
+
+
+def _placement(labels: Mapping[str, SystemLabels], system_id: str) -> tuple[str, str]:
+    found = labels.get(system_id)
+    return (found.tier, found.department) if found else (UNKNOWN, UNKNOWN)
+
+
+def snapshot_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -> Iterator[Family]:
+    info = Family.gauge(
+        "sentinel_system_info",
+        "Registered system (value 1): its tier, owning department, MLPS level and CII flag.",
+        labels=["system", "name", "tier", "department", "mlps_level", "cii"],
+    )
+    for sid, lab in labels.items():
+        info.add([sid, lab.name, lab.tier, lab.department, lab.mlps_level, lab.cii], 1)
+    yield info
+
+    success = Family.gauge(
+        "sentinel_probe_success",
+        "1 if every latest observation of this probe for this system succeeded (reachable, declared ports open).",
+        labels=["system", "probe"],
+    )
+    duration = Family.gauge(
+        "sentinel_probe_duration_seconds",
+        "Slowest answer among the latest observations of this probe for this system.",
+        labels=["system", "probe"],
+    )
+    up_by_system: dict[str, bool] = {}
+    for p in snap.probes:
+        success.add([p.system_id, p.probe], 1.0 if p.success else 0.0)
+        if p.duration_seconds is not None:
+            duration.add([p.system_id, p.probe], p.duration_seconds)
+        up_by_system[p.system_id] = up_by_system.get(p.system_id, True) and p.success
+    yield success
+    yield duration
+
+    up = Family.gauge(
+        "sentinel_system_up",
+        "1 if every probe of the system succeeded in its latest observations, 0 if any failed.",
+        labels=["system", "tier", "department"],
+    )
+    for sid, ok in up_by_system.items():
+        up.add([sid, *_placement(labels, sid)], 1.0 if ok else 0.0)
+    yield up
+
+    certs = Family.gauge(
+        "sentinel_certificate_expiry_timestamp_seconds",
+        "Earliest certificate expiry (notAfter) among the system's TLS endpoints, as a Unix timestamp.",
+        labels=["system"],
+    )
+    for sid, ts in snap.cert_expiry.items():
+        certs.add([sid], ts)
+    yield certs
+
+    findings = Family.gauge(
+        "sentinel_findings_open",
+        "Active findings (status open or acknowledged) by system, severity and category.",
+        labels=["system", "tier", "department", "severity", "category", "status"],
+    )
+    for f in snap.findings:
+        findings.add([f.system_id, *_placement(labels, f.system_id), f.severity, f.category, f.status], f.count)
+    yield findings
+
+    yield from _sweep_families(snap)
+
+
+def _sweep_families(snap: StoreSnapshot) -> Iterator[Family]:
+    s = snap.sweeps
+    started = Family.counter("sentinel_sweeps_started", "Sweeps started (audit records written).")
+    started.add([], s.started_total)
+    yield started
+    completed = Family.counter("sentinel_sweeps_completed", "Sweeps that finished and recorded their results.")
+    completed.add([], s.finished_total)
+    yield completed
+    gauges: list[tuple[str, str, float | None]] = [
+        ("sentinel_sweep_last_start_timestamp_seconds", "When the most recent sweep started.", s.last_started),
+        ("sentinel_sweep_last_success_timestamp_seconds", "When the last finished sweep finished.", s.last_success),
+        ("sentinel_sweep_duration_seconds", "Wall time of the last finished sweep.", s.last_duration_seconds),
+    ]
+    for name, doc, value in gauges:
+        if value is not None:
+            family = Family.gauge(name, doc)
+            family.add([], value)
+            yield family
+    if s.last_observations is not None:
+        family = Family.gauge(
+            "sentinel_sweep_observations", "Observations made by the last finished sweep, by status.", labels=["status"]
+        )
+        errors = s.last_errors or 0
+        family.add(["ok"], max(s.last_observations - errors, 0))
+        family.add(["error"], errors)
+        yield family
+
+
+class StoreExporter:
+    """Reads the store once per scrape and renders the exposition.
+
+    The store's own families are re-read only when the store changed (another process committing bumps
+    `PRAGMA data_version`; this connection writing bumps `total_changes`), so frequent scrapes between sweeps cost
+    next to nothing. `live` sources (the outbox, whose age moves with the clock) are read at every scrape. The SQLite
+    connection is shared, so scrapes are serialised: everything reading `store` holds `lock`.
+    """
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        registry: Registry | None = None,
+        live: Iterable[FamilySource] = (outbox_families,),
+    ) -> None:
+        self.store = store
+        self._labels = system_labels(registry)
+        self._live = list(live)
+        self.lock = threading.Lock()
+        self._cached: tuple[tuple[int, int], bytes] | None = None
+
+    def _version(self) -> tuple[int, int]:
+        db = self.store.connection
+        return int(db.execute("PRAGMA data_version").fetchone()[0]), db.total_changes
+
+    def families(self) -> list[Family]:
+        with self.lock:
+            families = list(snapshot_families(read_snapshot(self.store.connection), self._labels))
+            return families + self._live_families()
+
+    def _live_families(self) -> list[Family]:
+        return [family for source in self._live for family in source(self.store)]
+
+    def render(self, use_cache: bool = True) -> bytes:
+        with self.lock:
+            version = self._version()
+            if use_cache and self._cached is not None and self._cached[0] == version:
+                body = self._cached[1]
+            else:
+                body = render_families(snapshot_families(read_snapshot(self.store.connection), self._labels))
+                self._cached = (version, body)  # the version read before: a commit during the read re-renders
+            return body + render_families(self._live_families())
+
+
+class StoreCollector(Collector):
+    """The prometheus_client view of the same families, for a `CollectorRegistry`."""
+
+    def __init__(self, exporter: StoreExporter) -> None:
+        self._exporter = exporter
+
+    def collect(self) -> Iterator[Metric]:
+        return (family.to_metric() for family in self._exporter.families())
+
+
+def build_registry(exporter: StoreExporter) -> CollectorRegistry:
+    """A fresh registry holding only Sentinel's store collector (never the process-global one)."""
+    out = CollectorRegistry(auto_describe=False)
+    out.register(StoreCollector(exporter))
+    return out

@@ -1,0 +1,133 @@
+"""One HTTP listener for `serve` and `run`: the web view and API, /metrics and /probe, health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from sentinel.config.settings import Settings
+from sentinel.engine.loader import load_rules
+from sentinel.engine.paths import shipped_rules_dir
+from sentinel.exporter.blackbox import ProbeRequestError, probe_families
+from sentinel.exporter.collector import FamilySource, StoreExporter
+from sentinel.exporter.family import render_families
+from sentinel.exporter.outbox import outbox_families
+from sentinel.registry.models import Registry
+from sentinel.store import SqliteStore
+from sentinel.web.auth import Authenticator
+from sentinel.web.server import WebContext, add_web_routes
+
+log = logging.getLogger(__name__)
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def add_metrics_routes(app: web.Application, exporter: StoreExporter) -> None:
+    """Prometheus exposition and the blackbox-compatible /probe, rendered off the event loop."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        try:
+            body = await asyncio.to_thread(exporter.render)
+        except sqlite3.Error as exc:
+            log.error("reading the store for /metrics failed: %s", exc)
+            return web.Response(status=503, text=f"the store cannot be read: {exc}")
+        return web.Response(body=body, headers={"Content-Type": METRICS_TYPE})
+
+    async def probe(request: web.Request) -> web.Response:
+        def render() -> bytes:
+            with exporter.lock:
+                families = probe_families(
+                    exporter.store.connection, request.query.get("target", ""), request.query.get("module", "")
+                )
+            return render_families(families)
+
+        try:
+            body = await asyncio.to_thread(render)
+        except ProbeRequestError as exc:
+            return web.Response(status=exc.status, text=exc.message)
+        return web.Response(body=body, headers={"Content-Type": METRICS_TYPE})
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/probe", probe)
+    app.router.add_get("/-/healthy", healthy)
+
+
+def build_listener(
+    settings: Settings,
+    registry: Callable[[], Registry | None],
+    ready: Callable[[], bool] = lambda: True,
+    compliance_interval: float = 60.0,
+) -> web.Application:
+    app = web.Application()
+    current = registry()
+    if current is not None:
+        web_store = SqliteStore(settings.store)
+        auth = Authenticator(list(settings.web.users), session_seconds=int(settings.web.session_hours * 3600))
+        add_web_routes(app, WebContext(web_store, lambda: registry() or current, auth, settings.web.language, ready))
+        app.on_cleanup.append(_closer(web_store))
+    metrics_store = SqliteStore(settings.store)  # its own connection: scrapes render in worker threads
+    live: list[FamilySource] = [outbox_families]
+    compliance = None
+    if current is not None and compliance_interval > 0:
+        from sentinel.exporter.compliance import ComplianceFamilies
+
+        rules = load_rules(list(settings.rules) or [shipped_rules_dir()])
+        compliance = ComplianceFamilies(settings.store, current, rules, interval=compliance_interval)
+        live.append(compliance)
+    add_metrics_routes(app, StoreExporter(metrics_store, current, live))
+    if compliance is not None:
+        started = compliance
+
+        async def start(_: web.Application) -> None:
+            started.start()
+
+        async def stop(_: web.Application) -> None:
+            started.stop()
+
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
+    app.on_cleanup.append(_closer(metrics_store))
+    if current is None:
+        app.router.add_get("/healthz", _ok)
+        app.router.add_get("/readyz", _ok)
+    return app
+
+
+def _closer(store: SqliteStore) -> Callable[[web.Application], Awaitable[None]]:
+    async def close(_: web.Application) -> None:
+        store.close()
+
+    return close
+
+
+async def _ok(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def serve_until_stopped(app: web.Application, listen: str, on_ready: Callable[[str], None]) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    import signal
+
+    host, _, port = listen.rpartition(":")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    on_ready(f"http://{listen}")
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
