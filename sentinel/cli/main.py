@@ -10,7 +10,9 @@ import click
 from sentinel import __version__
 from sentinel.cli.alerts_cmd import alerts
 from sentinel.cli.common import EXIT_USAGE
+from sentinel.cli.config_cmd import config
 from sentinel.cli.demo_cmd import demo
+from sentinel.cli.es_cmd import es
 from sentinel.cli.findings_cmd import findings
 from sentinel.cli.notify_cmd import notify
 from sentinel.cli.registry_cmd import registry
@@ -31,7 +33,7 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (registry, scan, run, serve, findings, alerts, notify, report, rules, demo):
+for command in (registry, scan, run, serve, findings, alerts, notify, report, es, config, rules, demo):
     cli.add_command(command)
 
 

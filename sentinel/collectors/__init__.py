@@ -9,10 +9,11 @@ from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.http_poll import HttpProbe
 from sentinel.collectors.tcp_ports import TcpPortProbe
 from sentinel.collectors.tls_cert import TlsProbe
+from sentinel.collectors.tls_scan import TlsScanProbe
 from sentinel.config.settings import CollectorSettings
 from sentinel.errors import InputError, Problem
 
-BUILTIN_PROBES: dict[str, type[Probe]] = {p.name: p for p in (TcpPortProbe, HttpProbe, TlsProbe)}
+BUILTIN_PROBES: dict[str, type[Probe]] = {p.name: p for p in (TcpPortProbe, HttpProbe, TlsProbe, TlsScanProbe)}
 
 
 def build_probes(settings: CollectorSettings, source: str = "settings") -> list[Probe]:

@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from sentinel.collectors.tlswire.chain import is_self_signed
+
 
 def _key_info(cert: x509.Certificate) -> tuple[str, int | None]:
     key = cert.public_key()
@@ -25,16 +27,6 @@ def _key_info(cert: x509.Certificate) -> tuple[str, int | None]:
     if isinstance(key, ed448.Ed448PublicKey):
         return "ed448", 448
     return type(key).__name__, None
-
-
-def _self_signed(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, Exception):
-        return False
-    return True
 
 
 def san_names(cert: x509.Certificate) -> tuple[list[str], list[str]]:
@@ -86,7 +78,7 @@ def certificate_facts(der: bytes, host: str, now: datetime) -> dict[str, Any]:
         "cert.not_after": not_after.isoformat(),
         "cert.days_to_expiry": round((not_after - now.astimezone(UTC)).total_seconds() / 86400, 2),
         "cert.not_yet_valid": not_before > now.astimezone(UTC),
-        "cert.self_signed": _self_signed(cert),
+        "cert.self_signed": is_self_signed(cert),
         "cert.hostname_match": hostname_matches(cert, host),
         "cert.key_type": key_type,
         "cert.key_bits": key_bits,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sentinel.errors import InputError, Problem
 from sentinel.notify.settings import NotifySettings
 from sentinel.runtime.settings import RunSettings, ServeSettings
+from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings
 from sentinel.web.settings import WebSettings
 from sentinel.yamlio import load_yaml_file, validation_problems
 
@@ -24,7 +25,7 @@ ENV_PREFIX = "SENTINEL_"
 class CollectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    probes: list[str] = Field(default_factory=lambda: ["tcp_ports", "http", "tls"])
+    probes: list[str] = Field(default_factory=lambda: ["tcp_ports", "http", "tls", "tls_scan"])
     high_risk_ports: list[int] = Field(default_factory=lambda: list(HIGH_RISK_PORTS))
     connect_timeout: float = Field(default=3.0, gt=0, le=60)
     tls_timeout: float = Field(default=5.0, gt=0, le=60)
@@ -56,6 +57,7 @@ class Settings(BaseModel):
     web: WebSettings = Field(default_factory=WebSettings)
     run: RunSettings = Field(default_factory=RunSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    elasticsearch: ElasticsearchSettings | None = None
 
     def fingerprint(self) -> str:
         """A hash of the effective configuration, written into each sweep's audit record."""

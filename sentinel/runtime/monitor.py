@@ -30,6 +30,9 @@ from sentinel.notify.notifier import Notifier
 from sentinel.registry.loader import load_registry, registry_files
 from sentinel.registry.models import Registry
 from sentinel.registry.sharding import shard_registry
+from sentinel.sinks.elasticsearch.client import build_client
+from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings, elasticsearch_settings
+from sentinel.sinks.elasticsearch.shipper import Shipper
 from sentinel.store import SqliteStore
 
 log = logging.getLogger("sentinel.run")
@@ -172,6 +175,29 @@ class Monitor:
                 log.warning("notification to %s failed: %s", d.digest.recipient.key, d.error)
             if report.sent:
                 log.info("sent %d notifications", len(report.sent))
+        finally:
+            store.close()
+
+    async def _ship_loop(self) -> None:
+        """Drain the Elasticsearch outbox continuously (in a worker thread, on its own connection)."""
+        while not self.stopping.is_set():
+            settings = self.current.settings
+            es = elasticsearch_settings(settings)
+            if es is not None:
+                await asyncio.to_thread(self._ship_once, settings, es)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), settings.run.ship_every)
+
+    def _ship_once(self, settings: Settings, es: ElasticsearchSettings) -> None:
+        store = SqliteStore(settings.store)
+        try:
+            report = Shipper(store, build_client(es), es).drain(
+                timeout=settings.run.ship_every, stop=self.stopping.is_set
+            )
+            if report.remaining:
+                log.warning("Elasticsearch outbox: %d documents still queued", report.remaining)
+        except Exception as exc:  # a dead cluster must never stop the monitor; the outbox keeps everything
+            log.warning("shipping to Elasticsearch failed: %s", exc)
         finally:
             store.close()
 

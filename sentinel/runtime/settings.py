@@ -10,7 +10,7 @@ class RunSettings(BaseModel):
 
     #: seconds between two sweeps of one probe over the whole registry
     intervals: dict[str, float] = Field(
-        default_factory=lambda: {"tcp_ports": 900.0, "http": 300.0, "tls": 3600.0, "icmp": 300.0}
+        default_factory=lambda: {"tcp_ports": 900.0, "http": 300.0, "tls": 3600.0, "tls_scan": 86400.0, "icmp": 300.0}
     )
     default_interval: float = Field(default=900.0, ge=5)
     #: each interval is cut into slices of about this many seconds, so a sweep is spread, not a burst
@@ -18,6 +18,7 @@ class RunSettings(BaseModel):
     #: random extra delay, as a fraction of the slice, so instances and probes do not align
     jitter: float = Field(default=0.1, ge=0, le=1)
     notify_every: float = Field(default=300.0, ge=5)
+    ship_every: float = Field(default=10.0, ge=1)
     reload_check_every: float = Field(default=5.0, ge=1)
     shutdown_grace: float = Field(default=25.0, ge=1, le=29)
 

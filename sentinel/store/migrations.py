@@ -70,5 +70,6 @@ CORE: list[list[str]] = [
 
 
 from sentinel.notify.digest import NOTIFY_SCHEMA  # noqa: E402 - registry of components, after CORE
+from sentinel.sinks.elasticsearch.schema import OUTBOX  # noqa: E402
 
-SCHEMAS: dict[str, list[list[str]]] = {"core": CORE, "notify": NOTIFY_SCHEMA}
+SCHEMAS: dict[str, list[list[str]]] = {"core": CORE, "notify": NOTIFY_SCHEMA, "es_outbox": OUTBOX}

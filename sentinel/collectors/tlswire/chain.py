@@ -1,0 +1,137 @@
+"""Certificate-chain facts from the DER certificates a server sent (sans-IO).
+
+Completeness: walk from the leaf through the certificates the server sent, matching issuer names
+and signatures; the chain is complete when the walk ends at a self-signed certificate or at one
+whose issuer is a trust anchor. Trust: path validation (cryptography's verifier, web-PKI rules for
+CAs, no name or usage checks on the leaf, which `cert.hostname_match` covers) against the anchors.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
+
+SHA1_NAMES = frozenset({"sha1"})
+
+
+def load_anchors(paths: Sequence[Path]) -> list[x509.Certificate]:
+    """Trust anchors from PEM bundles; a file that cannot be read or parsed raises ValueError naming it."""
+    anchors: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            with warnings.catch_warnings():  # old roots with odd serials are still roots
+                warnings.simplefilter("ignore")
+                anchors.extend(x509.load_pem_x509_certificates(path.read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot load CA certificates: {exc}") from None
+    return anchors
+
+
+def _signature_valid(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Checks the signature with the issuer's key directly: `verify_directly_issued_by` refuses
+    SHA-1, and a SHA-1 chain is exactly what must be recognised here (and flagged, not lost)."""
+    key = issuer.public_key()
+    params = cert.signature_algorithm_parameters
+    digest = cert.signature_hash_algorithm
+    signature, tbs = cert.signature, cert.tbs_certificate_bytes
+    if isinstance(key, rsa.RSAPublicKey) and isinstance(params, padding.PKCS1v15 | padding.PSS) and digest:
+        key.verify(signature, tbs, params, digest)
+    elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
+        key.verify(signature, tbs, params)
+    elif isinstance(key, dsa.DSAPublicKey) and digest is not None:
+        key.verify(signature, tbs, digest)
+    elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        key.verify(signature, tbs)
+    else:
+        return False
+    return True
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        return _signature_valid(cert, issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False  # not provably the issuer (wrong key, or an algorithm cryptography cannot verify)
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """Issued by itself, checked by signature (SHA-1 included)."""
+    return _issued_by(cert, cert)
+
+
+def _hash_name(cert: x509.Certificate) -> str | None:
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:  # e.g. SM2 with SM3: report none rather than fail
+        return None
+    return algorithm.name if algorithm is not None else None
+
+
+def chain_facts(ders: Sequence[bytes], anchors: Sequence[x509.Certificate], now: datetime) -> dict[str, Any]:
+    """`chain.*` fields for the certificates as sent (leaf first)."""
+    certs: list[x509.Certificate] = []
+    for index, der in enumerate(ders):
+        try:
+            certs.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            return {"chain.sent": len(ders), "chain.error": f"certificate {index} does not parse: {exc}"[:300]}
+    if not certs:
+        return {"chain.sent": 0, "chain.error": "the server sent no certificate"}
+    leaf, pool = certs[0], certs[1:]
+    path = [leaf]
+    while not is_self_signed(path[-1]) and len(path) <= len(certs):
+        issuer = next((c for c in pool if c not in path and _issued_by(path[-1], c)), None)
+        if issuer is None:
+            break
+        path.append(issuer)
+    top = path[-1]
+    top_self_signed = is_self_signed(top)
+    anchored = top_self_signed or any(_issued_by(top, a) for a in anchors) or top in anchors
+    sent_intermediates = [c for c in pool if not is_self_signed(c)]
+    sha1 = [c.subject.rfc4514_string()[:200] for c in [leaf, *sent_intermediates] if _hash_name(c) in SHA1_NAMES]
+    facts: dict[str, Any] = {
+        "chain.sent": len(certs),
+        "cert.self_signed": is_self_signed(leaf),
+        "chain.intermediates_sent": len(sent_intermediates),
+        "chain.intermediates_used": sum(1 for c in path[1:] if not is_self_signed(c)),
+        "chain.unused_certs": len([c for c in pool if c not in path]),
+        "chain.complete": anchored,
+        "chain.missing_issuer": None if anchored else top.issuer.rfc4514_string()[:300],
+        "chain.sha1_signed": sha1,
+        "cert.signature_sha1": _hash_name(leaf) in SHA1_NAMES,
+        "cert.signature_algorithm": getattr(leaf.signature_algorithm_oid, "_name", None)
+        or leaf.signature_algorithm_oid.dotted_string,
+    }
+    facts.update(_trust(leaf, pool, anchors, now))
+    return facts
+
+
+def _trust(
+    leaf: x509.Certificate, pool: list[x509.Certificate], anchors: Sequence[x509.Certificate], now: datetime
+) -> dict[str, Any]:
+    if not anchors:
+        return {"chain.trusted": None, "chain.trust_error": "no trust anchors loaded"}
+    verifier = (
+        PolicyBuilder()
+        .store(Store(list(anchors)))
+        .time(now)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ExtensionPolicy.permit_all())
+        .build_client_verifier()
+    )
+    try:
+        verified = verifier.verify(leaf, pool)
+    except (VerificationError, ValueError, UnsupportedAlgorithm) as exc:
+        return {"chain.trusted": False, "chain.trust_error": str(exc)[:300], "chain.intermediates_needed": None}
+    # the verified chain runs leaf .. anchor; what lies between is what a client needs from the server
+    needed = max(0, len(verified.chain) - 2)
+    return {"chain.trusted": True, "chain.trust_error": None, "chain.intermediates_needed": needed}

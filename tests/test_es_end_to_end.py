@@ -1,0 +1,58 @@
+"""A real sweep of the loopback demo estate, recorded with the outbox installed, shipped to the double."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sentinel.app import Sentinel
+from sentinel.config.settings import CollectorSettings, Settings
+from sentinel.demo.estate import DemoEstate
+from sentinel.models import Observation
+from sentinel.registry.loader import load_registry
+from sentinel.sinks.elasticsearch.client import build_client
+from sentinel.sinks.elasticsearch.outbox import install_outbox, outbox_stats
+from sentinel.sinks.elasticsearch.setup import Installer
+from sentinel.sinks.elasticsearch.shipper import Shipper
+from tests.es_double import EsDouble
+from tests.test_es_scenarios import es_settings
+
+
+async def test_sweep_findings_reach_elasticsearch_once_with_registry_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with EsDouble() as double:
+        monkeypatch.setenv("SENTINEL_ELASTICSEARCH_URL", double.url)
+        monkeypatch.setenv("SENTINEL_ELASTICSEARCH_OUTBOX_MIN_FREE_BYTES", "0")
+        es = es_settings(double.url)
+        async with DemoEstate(tmp_path) as estate:
+            registry_file = tmp_path / "registry.yaml"
+            registry_file.write_text(estate.registry_yaml(), encoding="utf-8")
+            assert estate.ca is not None
+            settings = Settings(
+                registry=registry_file,
+                store=tmp_path / "sentinel.db",
+                collectors=CollectorSettings(ca_file=estate.ca.files.cert, connect_timeout=1.0, per_target_rate=50),
+            )
+            app = Sentinel(settings, registry=load_registry(registry_file))
+            # The wiring app.py gets: the hook goes on the store before anything is recorded.
+            install_outbox(app.store, settings, registry=lambda: app.registry)
+            outcome = await app.sweep()
+        client = build_client(es)
+        Installer(client, es).install()
+        report = Shipper(app.store, client, es).drain(timeout=10)
+        client.close()
+        findings = app.store.list_findings()
+        assert findings
+        assert report.remaining == 0
+        assert outbox_stats(app.store).depth == 0
+        latest = double.docs("sentinel-findings-latest")
+        assert set(latest) == {f.id for f in findings}
+        assert double.count("sentinel-findings-history") == len(findings)
+        assert double.count("sentinel-observations") == len(outcome.observations)
+        portal = next(d for d in latest.values() if d["sentinel"]["system"]["id"] == "city-portal")
+        assert portal["labels"]["tier"] == "city"
+        assert portal["sentinel"]["system"]["department"]
+        assert all(isinstance(o, Observation) for o in outcome.observations)
+        app.close()
