@@ -5,7 +5,10 @@ To add a probe: write a `Probe` subclass in its own module and list it in `BUILT
 
 from __future__ import annotations
 
+from sentinel.collectors.banners import BannerProbe
 from sentinel.collectors.base import Probe, ProbeJob
+from sentinel.collectors.dns_probe import DnsProbe
+from sentinel.collectors.exposure import ExposureProbe
 from sentinel.collectors.http_poll import HttpProbe
 from sentinel.collectors.tcp_ports import TcpPortProbe
 from sentinel.collectors.tls_cert import TlsProbe
@@ -13,7 +16,9 @@ from sentinel.collectors.tls_scan import TlsScanProbe
 from sentinel.config.settings import CollectorSettings
 from sentinel.errors import InputError, Problem
 
-BUILTIN_PROBES: dict[str, type[Probe]] = {p.name: p for p in (TcpPortProbe, HttpProbe, TlsProbe, TlsScanProbe)}
+BUILTIN_PROBES: dict[str, type[Probe]] = {
+    p.name: p for p in (TcpPortProbe, HttpProbe, TlsProbe, TlsScanProbe, BannerProbe, ExposureProbe, DnsProbe)
+}
 
 
 def build_probes(settings: CollectorSettings, source: str = "settings") -> list[Probe]:

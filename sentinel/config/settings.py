@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sentinel.errors import InputError, Problem
 from sentinel.notify.settings import NotifySettings
@@ -22,10 +23,20 @@ HIGH_RISK_PORTS = (21, 23, 135, 139, 445, 1433, 2375, 3306, 3389, 5432, 5900, 63
 ENV_PREFIX = "SENTINEL_"
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 class CollectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    probes: list[str] = Field(default_factory=lambda: ["tcp_ports", "http", "tls", "tls_scan"])
+    probes: list[str] = Field(
+        default_factory=lambda: ["tcp_ports", "http", "tls", "tls_scan", "banners", "exposure", "dns"]
+    )
     high_risk_ports: list[int] = Field(default_factory=lambda: list(HIGH_RISK_PORTS))
     connect_timeout: float = Field(default=3.0, gt=0, le=60)
     tls_timeout: float = Field(default=5.0, gt=0, le=60)
@@ -42,6 +53,20 @@ class CollectorSettings(BaseModel):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     ca_file: Path | None = None
     contact: str | None = Field(default=None, description="shown in the User-Agent so owners can reach you")
+    dns_resolvers: list[str] = Field(
+        default_factory=list,
+        description="resolvers the dns probe asks; each must be inside the registry scope; "
+        "empty: the nameservers of /etc/resolv.conf",
+    )
+    vulnerable_versions: Path | None = Field(default=None, description="known-vulnerable versions file")
+
+    @field_validator("dns_resolvers")
+    @classmethod
+    def _resolver_addresses(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not _is_ip(v)]
+        if bad:
+            raise ValueError(f"not IP addresses: {', '.join(bad)}")
+        return values
 
 
 class Settings(BaseModel):
@@ -119,6 +144,13 @@ def load_settings(
         for key in ("registry", "store"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(base / data[key])
+        collectors = data.get("collectors")
+        if isinstance(collectors, dict):
+            for key in ("ca_file", "vulnerable_versions"):
+                value = collectors.get(key)
+                if isinstance(value, str) and not Path(value).is_absolute():
+                    collectors = {**collectors, key: str(base / value)}
+            data["collectors"] = collectors
         if isinstance(data.get("rules"), list):
             data["rules"] = [
                 str(base / r) if isinstance(r, str) and not Path(r).is_absolute() else r for r in data["rules"]
