@@ -16,14 +16,20 @@ from sentinel.collectors import build_probes
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.collectors.runner import PlannedJob, plan_sweep, run_sweep_jobs
 from sentinel.config.settings import Settings
+from sentinel.engine.anomaly import AnomalyEngine
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
+from sentinel.engine.state import StoreState
 from sentinel.errors import InputError, Problem
+from sentinel.findings.exceptions import RiskException, apply_exceptions, load_exceptions
+from sentinel.findings.policy import FindingsSettings
 from sentinel.findings.tracker import FindingTracker
+from sentinel.models import FindingStatus
 from sentinel.registry.loader import load_registry
 from sentinel.registry.models import Registry
 from sentinel.sinks import Sink, SweepOutcome, build_sinks
+from sentinel.sinks.elasticsearch.outbox import install_outbox
 from sentinel.store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -35,10 +41,17 @@ def utcnow() -> datetime:
 
 
 class Sentinel:
-    def __init__(self, settings: Settings, registry: Registry | None = None, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry | None = None,
+        clock: Clock = utcnow,
+        findings_policy: FindingsSettings | None = None,
+    ) -> None:
         self.settings = settings
         self._registry = registry
         self.clock = clock
+        self._findings_policy = findings_policy
 
     @property
     def registry(self) -> Registry:
@@ -58,11 +71,31 @@ class Sentinel:
 
     @cached_property
     def store(self) -> SqliteStore:
-        return SqliteStore(self.settings.store)
+        store = SqliteStore(self.settings.store)
+        # Queue findings and observations for Elasticsearch in the same transactions that record them.
+        install_outbox(store, self.settings, registry=lambda: self._registry)
+        return store
 
     @cached_property
     def tracker(self) -> FindingTracker:
         return FindingTracker(self.store)
+
+    @property
+    def findings_policy(self) -> FindingsSettings:
+        """SLA and exceptions file: given explicitly, or the settings' `findings:` section."""
+        if self._findings_policy is None:
+            self._findings_policy = self.settings.findings
+        return self._findings_policy
+
+    @cached_property
+    def exceptions(self) -> list[RiskException]:
+        path = self.findings_policy.exceptions
+        return load_exceptions(path) if path is not None else []
+
+    @cached_property
+    def anomaly(self) -> AnomalyEngine:
+        """The rule engine with memory; its state lives in the store so restarts keep baselines."""
+        return AnomalyEngine(self.rules, self.registry, StoreState(self.store))
 
     @cached_property
     def sinks(self) -> list[Sink]:
@@ -73,7 +106,7 @@ class Sentinel:
 
     def validate(self) -> None:
         """Load everything a sweep needs, so user mistakes surface before any packet is sent."""
-        _ = self.registry, self.rules, self.sinks
+        _ = self.registry, self.rules, self.sinks, self.exceptions
         build_probes(self.settings.collectors)
 
     async def sweep(self) -> SweepOutcome:
@@ -87,10 +120,17 @@ class Sentinel:
             planned, net, self.settings.collectors.max_jobs, self.settings.collectors.job_timeout
         )
         finished = self.clock()
-        verdicts = self.rules.evaluate(observations, self.registry)
         with self.store.transaction():
             self.store.save_observations(observations)
+            # Engine state commits with the findings. Only targets with an open finding need "absent"
+            # verdicts (to resolve it); elsewhere the engine may skip rules whose guard is false.
+            active = {
+                (f.system_id, f.target)
+                for f in self.store.list_findings(statuses=[FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED])
+            }
+            verdicts = self.anomaly.evaluate(observations, finished, active)
             changes = self.tracker.apply(verdicts, finished)
+            apply_exceptions(self.tracker, self.exceptions, finished)
             self.tracker.expire_suppressions(finished)
             self.store.finish_sweep(
                 sweep_id,

@@ -124,6 +124,10 @@ class NetnsLab:
         if ipv6:
             host.run("ip", "-6", "addr", "add", f"{ipv6}/64", "dev", inside, "nodad")
         host.run("ip", "link", "set", inside, "up")
+        # Host routes through this lab's own bridge, so two labs up at once never capture each other's packets.
+        sh("ip", "route", "replace", f"{ipv4}/32", "dev", self.bridge)
+        if ipv6:
+            sh("ip", "-6", "route", "replace", f"{ipv6}/128", "dev", self.bridge)
         host.run("ip", "route", "add", "default", "via", BRIDGE_V4)
         if ipv6:
             host.run("ip", "-6", "route", "add", "default", "via", BRIDGE_V6)

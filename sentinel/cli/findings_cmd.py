@@ -1,4 +1,4 @@
-"""`sentinel findings list|show|history|ack|resolve|suppress|reopen`."""
+"""`sentinel findings list|show|history|exceptions|ack|resolve|suppress|reopen`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich.table import Table
+from rich.text import Text
 
 from sentinel.app import Sentinel
 from sentinel.cli.common import (
     EXIT_OK,
+    SEVERITY_STYLE,
+    age,
     build_app,
     console,
     format_option,
@@ -18,13 +22,76 @@ from sentinel.cli.common import (
     render_findings,
     settings_options,
 )
+from sentinel.findings.exceptions import ACTOR_PREFIX, load_exceptions
 from sentinel.findings.lifecycle import InvalidTransitionError, LifecycleEvent
+from sentinel.findings.policy import FindingsSettings, due_at, is_overdue
 from sentinel.models import Finding, FindingStatus, Severity
 
 
 @click.group()
 def findings() -> None:
     """Look at findings and act on them (every action is recorded with who and why)."""
+
+
+exceptions_option = click.option(
+    "--exceptions",
+    "exceptions_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Exceptions (accepted risks) file; default: 'findings.exceptions' in the settings.",
+)
+
+
+def _policy(app: Sentinel, exceptions_file: Path | None = None) -> FindingsSettings:
+    policy = app.findings_policy
+    if exceptions_file is not None:
+        policy = policy.model_copy(update={"exceptions": exceptions_file})
+    return policy
+
+
+def _due_text(f: Finding, policy: FindingsSettings, now: datetime) -> Text:
+    due = due_at(f, policy)
+    if due is None or not f.status.is_active:
+        return Text("-")
+    if is_overdue(f, policy, now):
+        return Text(f"overdue {age(due, now)}", style="bold red")
+    return Text(f"in {age(now, due)}")
+
+
+def _table(found: list[Finding], policy: FindingsSettings, now: datetime) -> Table:
+    table = Table(header_style="bold")
+    for name, opts in (
+        ("ID", {"no_wrap": True}),
+        ("Severity", {"no_wrap": True}),
+        ("Status", {"no_wrap": True}),
+        ("System", {"overflow": "fold"}),
+        ("Finding", {"overflow": "fold", "min_width": 24, "ratio": 3}),
+        ("Target", {"overflow": "fold", "ratio": 2}),
+        ("Seen", {"justify": "right", "no_wrap": True}),
+        ("Since", {"justify": "right", "no_wrap": True}),
+        ("Due", {"no_wrap": True}),
+    ):
+        table.add_column(name, **opts)
+    for f in found:
+        table.add_row(
+            f.id[:12],
+            Text(f.severity.value, style=SEVERITY_STYLE[f.severity]),
+            f.status.value + (" (regression)" if f.regression else ""),
+            f.system_id,
+            f.title,
+            f.target,
+            str(f.occurrences),
+            age(f.first_seen, now),
+            _due_text(f, policy, now),
+        )
+    return table
+
+
+def _with_due(f: Finding, policy: FindingsSettings, now: datetime) -> dict[str, object]:
+    row = f.to_dict()
+    due = due_at(f, policy)
+    row["due_at"] = due.isoformat() if due else None
+    row["overdue"] = is_overdue(f, policy, now)
+    return row
 
 
 def _resolve_id(app: Sentinel, prefix: str) -> Finding:
@@ -49,6 +116,7 @@ def _resolve_id(app: Sentinel, prefix: str) -> Finding:
 )
 @click.option("--severity", type=click.Choice([s.value for s in Severity]), help="At or above this severity.")
 @click.option("--system", "systems", multiple=True, help="Only these system ids (repeatable).")
+@click.option("--overdue", is_flag=True, help="Only findings past their due date (SLA by severity).")
 @format_option(("table", "json", "csv"))
 def list_(
     config_file: Path | None,
@@ -56,9 +124,10 @@ def list_(
     statuses: tuple[str, ...],
     severity: str | None,
     systems: tuple[str, ...],
+    overdue: bool,
     fmt: str,
 ) -> int:
-    """List findings, most severe first."""
+    """List findings, most severe first, with their due dates (overdue ones marked)."""
     app = build_app(config_file, store=store)
     wanted: list[FindingStatus] | None
     if "all" in statuses:
@@ -71,7 +140,15 @@ def list_(
     found = app.store.list_findings(
         statuses=wanted, min_severity=Severity(severity) if severity else None, system_ids=list(systems) or None
     )
-    render_findings(found, fmt)
+    policy, now = app.findings_policy, datetime.now(UTC)
+    if overdue:
+        found = [f for f in found if is_overdue(f, policy, now)]
+    if fmt == "json":
+        click.echo(json.dumps([_with_due(f, policy, now) for f in found], ensure_ascii=False, indent=2))
+    elif fmt == "table" and found:
+        console().print(_table(found, policy, now))
+    else:
+        render_findings(found, fmt)
     return EXIT_OK
 
 
@@ -83,8 +160,9 @@ def show(finding_id: str, config_file: Path | None, store: Path | None, fmt: str
     """Show one finding in full (ID may be a unique prefix)."""
     app = build_app(config_file, store=store)
     f = _resolve_id(app, finding_id)
+    policy, now = app.findings_policy, datetime.now(UTC)
     if fmt == "json":
-        click.echo(json.dumps(f.to_dict(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(_with_due(f, policy, now), ensure_ascii=False, indent=2))
         return EXIT_OK
     out = console()
     out.print(f"[bold]{f.title}[/bold]")
@@ -105,6 +183,10 @@ def show(finding_id: str, config_file: Path | None, store: Path | None, fmt: str
         rows.append(("status reason", f"{f.status_reason} ({f.status_by})"))
     if f.suppressed_until:
         rows.append(("suppressed until", f.suppressed_until.isoformat()))
+    due = due_at(f, policy)
+    if due is not None and f.status.is_active:
+        late = " (OVERDUE)" if is_overdue(f, policy, now) else ""
+        rows.append(("due", f"{due.isoformat()}{late}"))
     for k, v in rows:
         out.print(f"  {k:<17}{v}", markup=False, highlight=False)
     out.print("  evidence:")
@@ -130,6 +212,52 @@ def history(finding_id: str, config_file: Path | None, store: Path | None, fmt: 
         click.echo(
             f"{e['at']}  {e['actor']:<12} {e['from_status'] or 'new':>12} -> {e['to_status']:<12} {e['reason'] or ''}"
         )
+    return EXIT_OK
+
+
+@findings.command("exceptions")
+@settings_options
+@exceptions_option
+@format_option()
+def exceptions_(config_file: Path | None, store: Path | None, exceptions_file: Path | None, fmt: str) -> int:
+    """Accepted risks from the reviewed exceptions file, with their state and the findings they cover."""
+    app = build_app(config_file, store=store)
+    path = _policy(app, exceptions_file).exceptions
+    if path is None:
+        raise click.UsageError("no exceptions file: give --exceptions PATH or 'findings: {exceptions: PATH}'")
+    items = load_exceptions(path)
+    now = datetime.now(UTC)
+    covered: dict[str, list[str]] = {}
+    for f in app.store.list_findings(statuses=[FindingStatus.SUPPRESSED]):
+        if (f.status_by or "").startswith(ACTOR_PREFIX):
+            covered.setdefault((f.status_by or "")[len(ACTOR_PREFIX) :], []).append(f.id[:12])
+    rows = [
+        {
+            **e.model_dump(mode="json"),
+            "state": "active" if e.active(now) else "expired",
+            "findings": covered.get(e.id, []),
+        }
+        for e in items
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    table = Table(header_style="bold", title=str(path))
+    for col in ("ID", "State", "Rule", "System", "Target", "Owner", "Approved", "Expires", "Findings"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            Text(str(r["state"]), style="green" if r["state"] == "active" else "red"),
+            str(r["rule"]),
+            str(r["system"]),
+            str(r["target"] or "(all)"),
+            str(r["owner"]),
+            f"{r['approved_by']} {r['approved_on']}",
+            str(r["expires"]),
+            ", ".join(r["findings"]) or "-",
+        )
+    console().print(table)
     return EXIT_OK
 
 

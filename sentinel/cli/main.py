@@ -10,6 +10,7 @@ import click
 from sentinel import __version__
 from sentinel.cli.alerts_cmd import alerts
 from sentinel.cli.common import EXIT_USAGE
+from sentinel.cli.compliance_cmd import compliance
 from sentinel.cli.config_cmd import config
 from sentinel.cli.demo_cmd import demo
 from sentinel.cli.es_cmd import es
@@ -33,7 +34,7 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (registry, scan, run, serve, findings, alerts, notify, report, es, config, rules, demo):
+for command in (registry, scan, run, serve, findings, alerts, compliance, notify, report, es, config, rules, demo):
     cli.add_command(command)
 
 

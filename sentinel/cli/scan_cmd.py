@@ -109,10 +109,11 @@ def _dry_run(app: Sentinel) -> int:
     for p in sorted(planned, key=lambda p: (p.job.system_id, p.probe.name, p.job.target)):
         budget = p.probe.budget(p.job)
         total += budget
-        out.print(f"  {p.job.describe()}  (at most {budget} connection{'s' if budget != 1 else ''})", markup=False)
+        out.print(f"  {p.job.describe()}  (at most {budget} probe{'s' if budget != 1 else ''})", markup=False)
     s = app.settings.collectors
     out.print(
-        f"Budget: at most {total} connections; {s.per_target_rate:g}/s per target (burst {s.per_target_burst:g}), "
+        f"Budget: at most {total} probes (connections or packets); "
+        f"{s.per_target_rate:g}/s per target (burst {s.per_target_burst:g}), "
         f"{s.global_rate:g}/s overall, {s.per_target_concurrency} at a time per target, "
         f"connect timeout {s.connect_timeout:g} s."
     )

@@ -55,6 +55,7 @@ class HttpProbe(Probe):
             try:
                 async with session.get(url, allow_redirects=False, timeout=timeout) as resp:
                     latency = (time.perf_counter() - t0) * 1000
+                    net.report_http_status(address, resp.status, resp.headers.get("Retry-After"))
                     if first_latency is None:
                         first_latency = latency
                     location = resp.headers.get("Location")
@@ -87,6 +88,7 @@ class HttpProbe(Probe):
                     }
                     return [self._obs(job, started, data)]
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                net.report_failure(address)
                 kind = "timeout" if isinstance(exc, TimeoutError | asyncio.TimeoutError) else "connect"
                 reason = "timed out" if kind == "timeout" else (str(exc) or type(exc).__name__)[:300]
                 data = {**base, "reachable": False, "error_kind": kind, "redirects": chain, "failed_url": url}

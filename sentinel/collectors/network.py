@@ -1,8 +1,9 @@
 """ScopedNetwork: the only door through which probes reach the network.
 
-Every connection is checked against the registry scope (the address, after DNS), counted
-against per-target and global rate limits and a per-target concurrency cap, and bounded by a
-timeout. Names that resolve outside the scope raise `OutOfScope` and nothing is sent.
+Every connection *and every raw packet* (SYN, ICMP echo) is checked against the registry scope (the
+address, after DNS), against the target's circuit breaker, counted against per-target and global rate
+limits and a per-target concurrency cap, and bounded by a timeout. Names that resolve outside the scope
+raise `OutOfScope` and nothing is sent.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
+import logging
+import random
 import socket
 import ssl
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -22,7 +26,11 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from sentinel import __version__
+from sentinel.collectors import capabilities
+from sentinel.collectors.circuit_breaker import CircuitBreaker, CircuitOpen
+from sentinel.collectors.icmp_echo import IcmpPinger
 from sentinel.collectors.ratelimit import RateLimiter
+from sentinel.collectors.syn_scan import SynScanner
 from sentinel.config.settings import CollectorSettings
 from sentinel.registry.scope import Scope
 
@@ -38,13 +46,29 @@ class PortState(StrEnum):
 
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
+log = logging.getLogger(__name__)
+
+__all__ = ["CircuitOpen", "OutOfScope", "PortState", "ScopedNetwork", "jsonable_headers"]
 
 
 class ScopedNetwork:
-    def __init__(self, scope: Scope, settings: CollectorSettings, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        settings: CollectorSettings,
+        limiter: RateLimiter | None = None,
+        breaker: CircuitBreaker | None = None,
+        raw_sockets: bool | None = None,
+    ) -> None:
+        """`raw_sockets` forces the raw-socket capability answer (None: detect it)."""
         self.scope = scope
         self.settings = settings
         self.limiter = limiter or RateLimiter(settings.per_target_rate, settings.per_target_burst, settings.global_rate)
+        self.breaker = breaker or CircuitBreaker()
+        self._raw_sockets = raw_sockets
+        self._syn: SynScanner | None = None
+        self._icmp: IcmpPinger | None = None
+        self._warned_no_raw = False
         self._conn_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(settings.per_target_concurrency)
         )
@@ -93,10 +117,93 @@ class ScopedNetwork:
         return allowed
 
     async def admit(self, address: str) -> None:
-        """Scope check and rate-limit wait before one connection to `address`."""
+        """Scope check, circuit breaker and rate-limit wait before one connection or raw packet to `address`."""
         self.check_address(address)
+        self.breaker.check(address)
         await self.limiter.acquire(address)
+        self.breaker.check(address)  # it may have opened while this probe waited for its token
         self.sent[address] += 1
+
+    # -- circuit breaker feedback --------------------------------------------------------------
+    # Probes report what a target told them (HTTP status, connection failures); admit() then refuses every
+    # probe of that target, raw packets included, while its circuit is open. Only reports trip it: a timeout
+    # is an answer for some probes (a silent DNS resolver, a filtered port), so nothing is counted implicitly.
+    def report_http_status(self, address: str, status: int, retry_after: str | None = None) -> None:
+        """Feed an HTTP answer to the target's circuit breaker (429/Retry-After and 5xx bursts back off)."""
+        self.breaker.record_status(address, status, retry_after)
+
+    def report_failure(self, address: str, reason: str = "connection failures") -> None:
+        self.breaker.record_failure(address, reason)
+
+    def report_success(self, address: str) -> None:
+        self.breaker.record_success(address)
+
+    # -- raw-socket rights and scan method --------------------------------------------------
+    @property
+    def raw_sockets(self) -> bool:
+        if self._raw_sockets is None:
+            self._raw_sockets = capabilities.raw_socket_rights()
+        return self._raw_sockets
+
+    @property
+    def port_scan_method(self) -> str:
+        """`tcp-syn` or `tcp-connect`, from `collectors.scan_method` and the raw-socket rights."""
+        wanted = str(getattr(self.settings, "scan_method", "auto"))
+        if wanted == "connect":
+            return "tcp-connect"
+        if self.raw_sockets:
+            return "tcp-syn"
+        if wanted == "syn" and not self._warned_no_raw:
+            self._warned_no_raw = True
+            log.warning("scan_method 'syn' needs root or CAP_NET_RAW; using a connect scan instead")
+        return "tcp-connect"
+
+    # -- port scanning --------------------------------------------------------------------
+    async def port_states(self, address: str, ports: Sequence[int]) -> tuple[str, list[tuple[PortState, float | None]]]:
+        """States of `ports` on one address, probed in random order; returns (method, states in input order)."""
+        method = self.port_scan_method
+        probe = self.syn_state if method == "tcp-syn" else self.tcp_state
+        order = list(range(len(ports)))
+        random.shuffle(order)
+        answers = await asyncio.gather(*(probe(address, ports[i]) for i in order))
+        states: list[tuple[PortState, float | None]] = [(PortState.FILTERED, None)] * len(ports)
+        for i, answer in zip(order, answers, strict=True):
+            states[i] = answer
+        return method, states
+
+    async def syn_state(self, address: str, port: int) -> tuple[PortState, float | None]:
+        """Half-open scan of one port: SYN-ACK open, RST closed, silence (after retries) filtered."""
+        if self._syn is None:
+            self._syn = SynScanner(self.check_address)
+        async with self._conn_slots[address]:
+            for _attempt in range(1 + self.settings.retries):
+                await self.admit(address)
+                answer = await self._syn.probe(address, port, self.settings.connect_timeout)
+                if answer is not None:
+                    self.breaker.record_success(address)
+                    return PortState(answer[0]), answer[1]
+        return PortState.FILTERED, None
+
+    # -- ICMP -----------------------------------------------------------------------------
+    async def icmp_echo(self, address: str) -> float | None:
+        """Round-trip time (ms) of an ICMP echo with retries; None if unanswered.
+
+        Raises RawSocketsUnavailableError without raw-socket rights."""
+        if not self.raw_sockets:
+            raise capabilities.RawSocketsUnavailableError("ICMP echo needs raw-socket rights (root or CAP_NET_RAW)")
+        if self._icmp is None:
+            self._icmp = IcmpPinger(self.check_address)
+        async with self._conn_slots[address]:
+            for _attempt in range(1 + self.settings.retries):
+                await self.admit(address)
+                rtt = await self._icmp.ping(address, self.settings.connect_timeout)
+                if rtt is not None:
+                    return rtt
+        return None
+
+    @property
+    def raw_packets_sent(self) -> int:
+        return (self._syn.packets_sent if self._syn else 0) + (self._icmp.packets_sent if self._icmp else 0)
 
     # -- TCP ------------------------------------------------------------------------------
     async def tcp_state(self, address: str, port: int) -> tuple[PortState, float | None]:
@@ -205,6 +312,10 @@ class ScopedNetwork:
         return self._session
 
     async def close(self) -> None:
+        for engine in (self._syn, self._icmp):
+            if engine is not None:
+                engine.close()
+        self._syn = self._icmp = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sentinel.collectors.base import Probe, ProbeJob
-from sentinel.collectors.network import OutOfScope, ScopedNetwork
+from sentinel.collectors.network import CircuitOpen, OutOfScope, ScopedNetwork
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.models import Registry
 
@@ -52,6 +52,8 @@ async def run_job(planned: PlannedJob, net: ScopedNetwork, timeout: float) -> li
         return await asyncio.wait_for(planned.probe.run(planned.job, net), timeout)
     except OutOfScope as exc:
         return [_failed(planned, "out_of_scope", f"not probed: {exc}")]
+    except CircuitOpen as exc:
+        return [_failed(planned, "circuit_open", f"not probed: {exc}")]
     except TimeoutError:
         return [_failed(planned, "timeout", f"job did not finish within {timeout:g} s")]
     except OSError as exc:

@@ -1,8 +1,11 @@
-"""TCP port state (open / closed / filtered) for declared and high-risk ports, plus host reachability."""
+"""TCP port state (open / closed / filtered) for declared and high-risk ports, plus host reachability.
+
+The scan is half-open (SYN, `tcp-syn`) when Sentinel has raw-socket rights and `collectors.scan_method`
+allows it, otherwise a connect scan (`tcp-connect`); every observation says which.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -37,9 +40,12 @@ class TcpPortProbe(Probe):
                 extra=tuple(("listed", str(p)) for p in sorted(listed_by_host[host])),
             )
 
+    def budget(self, job: ProbeJob) -> int:
+        return max(1, len(job.ports)) * (1 + self.settings.retries)
+
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         address = (await net.resolve(job.host))[0]
-        results = await asyncio.gather(*(net.tcp_state(address, port) for port in job.ports))
+        method, results = await net.port_states(address, job.ports)
         now = datetime.now(UTC)
         high_risk = set(self.settings.high_risk_ports)
         listed = {int(v) for k, v in job.extra if k == "listed"}
@@ -60,7 +66,7 @@ class TcpPortProbe(Probe):
                     "declared_by": ("host" if port in listed else "url") if port in job.declared else None,
                     "high_risk": port in high_risk,
                     "rtt_ms": round(rtt, 3) if rtt is not None else None,
-                    "method": "tcp-connect",
+                    "method": method,
                 },
             )
             for port, (state, rtt) in zip(job.ports, results, strict=True)
@@ -79,7 +85,7 @@ class TcpPortProbe(Probe):
                     "reachable": bool(answered),
                     "open_ports": [p for p, (s, _) in zip(job.ports, results, strict=True) if s == PortState.OPEN],
                     "ports_probed": len(job.ports),
-                    "method": "tcp-connect",
+                    "method": method,
                 },
             )
         )

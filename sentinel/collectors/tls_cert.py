@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from sentinel.registry.models import System
 TLS_PORTS = frozenset({443, 465, 636, 853, 993, 995, 8443})
 
 
+@functools.cache
 def observing_context() -> ssl.SSLContext:
     """Accepts anything the server offers, so old protocols and bad certificates can be *seen*."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -33,6 +35,7 @@ def observing_context() -> ssl.SSLContext:
     return ctx
 
 
+@functools.cache  # loading the system trust store per job dominated sweep time and memory
 def verifying_context(ca_file: str | None) -> ssl.SSLContext:
     """Chain validation against the system trust store (plus an optional CA file); hostname checked apart."""
     ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()

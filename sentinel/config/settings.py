@@ -8,11 +8,12 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sentinel.errors import InputError, Problem
+from sentinel.findings.policy import FindingsSettings
 from sentinel.notify.settings import NotifySettings
 from sentinel.runtime.settings import RunSettings, ServeSettings
 from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings
@@ -35,7 +36,12 @@ class CollectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     probes: list[str] = Field(
-        default_factory=lambda: ["tcp_ports", "http", "tls", "tls_scan", "banners", "exposure", "dns"]
+        default_factory=lambda: ["tcp_ports", "icmp", "http", "tls", "tls_scan", "banners", "exposure", "dns"]
+    )
+    scan_method: Literal["auto", "syn", "connect"] = Field(
+        default="auto",
+        description="port scan: SYN with raw-socket rights (auto); syn = SYN, falling back to connect with a "
+        "warning; connect = connect scan only",
     )
     high_risk_ports: list[int] = Field(default_factory=lambda: list(HIGH_RISK_PORTS))
     connect_timeout: float = Field(default=3.0, gt=0, le=60)
@@ -83,6 +89,7 @@ class Settings(BaseModel):
     run: RunSettings = Field(default_factory=RunSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     elasticsearch: ElasticsearchSettings | None = None
+    findings: FindingsSettings = Field(default_factory=FindingsSettings)
 
     def fingerprint(self) -> str:
         """A hash of the effective configuration, written into each sweep's audit record."""
@@ -144,6 +151,10 @@ def load_settings(
         for key in ("registry", "store"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(base / data[key])
+        findings = data.get("findings")
+        exceptions = findings.get("exceptions") if isinstance(findings, dict) else None
+        if isinstance(findings, dict) and isinstance(exceptions, str) and not Path(exceptions).is_absolute():
+            data["findings"] = {**findings, "exceptions": str(base / exceptions)}
         collectors = data.get("collectors")
         if isinstance(collectors, dict):
             for key in ("ca_file", "vulnerable_versions"):

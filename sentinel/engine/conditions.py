@@ -87,69 +87,123 @@ class Condition(BaseModel):
         return 1 + max((c.depth() for c in children), default=0)
 
 
-def _compare(op: str, value: Any) -> Callable[[Any], Tri]:
+_ORDERED: dict[str, Callable[[Any, Any], bool]] = {
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+}
+_CONTAINERS = (str, list, tuple, dict)
+
+
+def _leaf(name: str, op: str, value: Any) -> Compiled:
+    """One comparison, fused with the field lookup; each op gets its own closure (this is the hot path)."""
     match op:
+        case "exists":
+            return lambda get: get(name) is not None
+        case "missing":
+            return lambda get: get(name) is None
         case "eq":
-            return lambda x: x == value
+
+            def eq(get: Getter) -> Tri:
+                x = get(name)
+                return None if x is None else x == value
+
+            return eq
         case "ne":
-            return lambda x: x != value
-        case "in":
-            members = value
-            return lambda x: x in members
-        case "not_in":
-            members = value
-            return lambda x: x not in members
-        case "contains":
-            return lambda x: value in x if isinstance(x, str | list | tuple | dict) else None
-        case "not_contains":
-            return lambda x: value not in x if isinstance(x, str | list | tuple | dict) else None
+
+            def ne(get: Getter) -> Tri:
+                x = get(name)
+                return None if x is None else x != value
+
+            return ne
+        case "in" | "not_in":
+            members = frozenset(value) if all(isinstance(v, str | int | float) for v in value) else tuple(value)
+            negate = op == "not_in"
+
+            def member(get: Getter) -> Tri:
+                x = get(name)
+                if x is None:
+                    return None
+                try:
+                    return (x in members) != negate
+                except TypeError:  # an unhashable observed value against a frozenset
+                    return (x in list(members)) != negate
+
+            return member
+        case "contains" | "not_contains":
+            negate = op == "not_contains"
+
+            def contains(get: Getter) -> Tri:
+                x = get(name)
+                if not isinstance(x, _CONTAINERS):
+                    return None
+                if isinstance(x, str) and not isinstance(value, str):
+                    return None
+                return (value in x) != negate
+
+            return contains
         case "matches":
             pattern = re.compile(value)
-            return lambda x: pattern.search(x) is not None if isinstance(x, str) else None
-    ordered: dict[str, Callable[[Any, Any], bool]] = {
-        "lt": lambda a, b: a < b,
-        "le": lambda a, b: a <= b,
-        "gt": lambda a, b: a > b,
-        "ge": lambda a, b: a >= b,
-    }
-    fn = ordered[op]
 
-    def compare_ordered(x: Any) -> Tri:
-        if isinstance(x, bool) or not isinstance(x, type(value) if isinstance(value, str) else int | float):
-            return None
-        return fn(x, value)
+            def matches(get: Getter) -> Tri:
+                x = get(name)
+                return pattern.search(x) is not None if isinstance(x, str) else None
 
-    return compare_ordered
+            return matches
+    fn = _ORDERED[op]
+    if isinstance(value, str):
+
+        def ordered_text(get: Getter) -> Tri:
+            x = get(name)
+            return fn(x, value) if x.__class__ is str else None
+
+        return ordered_text
+
+    def ordered_number(get: Getter) -> Tri:
+        x = get(name)
+        cls = x.__class__
+        return fn(x, value) if cls is float or cls is int else None  # bool (an int subclass) is not a number here
+
+    return ordered_number
 
 
 def compile_condition(cond: Condition) -> Compiled:
     """Turn a validated condition into a fast closure over a field getter."""
     if cond.depth() > _MAX_DEPTH:
         raise ValueError(f"condition nested deeper than {_MAX_DEPTH} levels")
+    return _compile(cond)
+
+
+def _compile(cond: Condition) -> Compiled:
     if cond.field is not None:
-        name = cond.field
         assert cond.op is not None
-        if cond.op == "exists":
-            return lambda get: get(name) is not None
-        if cond.op == "missing":
-            return lambda get: get(name) is None
-        test = _compare(cond.op, cond.value)
-
-        def leaf(get: Getter) -> Tri:
-            x = get(name)
-            return None if x is None else test(x)
-
-        return leaf
+        return _leaf(cond.field, cond.op, cond.value)
     if cond.not_ is not None:
-        inner = compile_condition(cond.not_)
+        inner = _compile(cond.not_)
 
         def negate(get: Getter) -> Tri:
             r = inner(get)
             return None if r is None else not r
 
         return negate
-    children = [compile_condition(c) for c in (cond.all_ or cond.any_ or [])]
+    children = [_compile(c) for c in (cond.all_ or cond.any_ or [])]
     if cond.all_ is not None:
+        if len(children) == 1:
+            return children[0]
+        if len(children) == 2:
+            first, second = children
+
+            def all_two(get: Getter) -> Tri:
+                a = first(get)
+                if a is False:
+                    return False
+                b = second(get)
+                if b is False:
+                    return False
+                return None if a is None or b is None else True
+
+            return all_two
 
         def all_of(get: Getter) -> Tri:
             unknown = False
@@ -162,6 +216,8 @@ def compile_condition(cond: Condition) -> Compiled:
             return None if unknown else True
 
         return all_of
+    if len(children) == 1:
+        return children[0]
 
     def any_of(get: Getter) -> Tri:
         unknown = False

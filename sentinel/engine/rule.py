@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from sentinel.engine.conditions import Compiled, Condition, compile_condition
+from sentinel.engine.conditions import Compiled, Condition, Getter, compile_condition
+from sentinel.engine.stateful_spec import Absence, Baseline, Change, Flapping, Window
 from sentinel.models import Observation, Severity
 from sentinel.registry.models import System, Tier
 
@@ -69,7 +70,7 @@ class Controls(BaseModel):
 
 
 class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     id: str
     title: str = Field(min_length=3)
@@ -78,12 +79,20 @@ class Rule(BaseModel):
     category: str
     observation: list[str] = Field(min_length=1)
     applies_to: AppliesTo = Field(default_factory=AppliesTo)
-    condition: Condition
+    condition: Condition | None = None
     evidence: list[str] = Field(default_factory=list)
     controls: Controls = Field(default_factory=Controls)
     remediation: str = Field(min_length=3)
     references: list[str] = Field(default_factory=list)
     enabled: bool = True
+    # Stateful extensions (docs/rules.md, "Rules with memory"); evaluated by sentinel.engine.anomaly.
+    for_: int = Field(default=1, alias="for", ge=1, le=10_000)
+    clear_after: int = Field(default=1, ge=1, le=10_000)
+    flapping: Flapping | None = None
+    change: Change | None = None
+    baseline: Baseline | None = None
+    window: Window | None = None
+    absence: Absence | None = None
 
     _compiled: Compiled = PrivateAttr()
     _evidence_fields: tuple[str, ...] = PrivateAttr()
@@ -107,19 +116,80 @@ class Rule(BaseModel):
     def _kinds(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _shape(self) -> Rule:
+        features = [k for k in ("change", "baseline", "window", "absence") if getattr(self, k) is not None]
+        if len(features) > 1:
+            raise ValueError(
+                f"a rule takes at most one of change, baseline, window, absence (got {', '.join(features)})"
+            )
+        if self.condition is None and self.absence is None:
+            raise ValueError("condition: Field required (only an 'absence' rule may omit it)")
+        if self.absence is not None and (self.condition is not None or self.for_ > 1 or self.clear_after > 1):
+            raise ValueError("an 'absence' rule takes no 'condition', 'for' or 'clear_after' (use 'absence.after')")
+        if self.flapping is not None and len(self.id) > 71:
+            raise ValueError("id: a rule with 'flapping' needs an id of at most 71 characters (for '<id>_flapping')")
+        if self.window is not None and (self.for_ > 1 or self.clear_after > 1):
+            raise ValueError("a 'window' rule takes no 'for' or 'clear_after': the window already smooths it")
+        return self
+
     def model_post_init(self, _context: Any) -> None:
-        self._compiled = compile_condition(self.condition)
-        fields = sorted(self.condition.fields() - {"status", "kind", "probe", "system_id"})
+        cond = self.condition
+        self._compiled = compile_condition(cond) if cond is not None else _never
+        fields = sorted((cond.fields() if cond else set()) - {"status", "kind", "probe", "system_id"})
+        for feature in (self.change, self.baseline):
+            if feature is not None:
+                fields.append(feature.field)
         self._evidence_fields = tuple(dict.fromkeys([*fields, *self.evidence]))
+
+    @property
+    def compiled(self) -> Compiled:
+        """The condition as a closure over a field getter (read once when indexing: private attrs are slow)."""
+        return self._compiled
+
+    @property
+    def evidence_fields(self) -> tuple[str, ...]:
+        return self._evidence_fields
+
+    @property
+    def stateful(self) -> bool:
+        """Needs memory across sweeps (and so the anomaly engine, not a one-shot evaluation)."""
+        return (
+            self.for_ > 1
+            or self.clear_after > 1
+            or self.flapping is not None
+            or any(getattr(self, k) is not None for k in ("change", "baseline", "window", "absence"))
+        )
+
+    def fields_read(self) -> set[str]:
+        """Every observation field the rule reads (condition and stateful features)."""
+        out = self.condition.fields() if self.condition is not None else set()
+        for feature in (self.change, self.baseline):
+            if feature is not None:
+                out.add(feature.field)
+        if self.change is not None:
+            out.update(self.change.keep)
+        return out
 
     def evaluate(self, obs: Observation) -> bool | None:
         """True: the problem is present; False: checked and absent; None: could not tell."""
         return self._compiled(obs.get)
 
+    def evaluate_view(self, get: Getter) -> bool | None:
+        """The same, over any field getter (a flattened view, or one with derived `change.*` fields)."""
+        return self._compiled(get)
+
     def evidence_of(self, obs: Observation) -> dict[str, Any]:
+        return self.evidence_from(obs.get, obs)
+
+    def evidence_from(self, get: Getter, obs: Observation) -> dict[str, Any]:
         ev: dict[str, Any] = {"observed_at": obs.observed_at.isoformat(), "probe": obs.probe}
         for name in self._evidence_fields:
-            value = obs.get(name)
+            value = get(name)
             if value is not None:
                 ev[name] = value
         return ev
+
+
+def _never(_get: Getter) -> bool | None:
+    return None

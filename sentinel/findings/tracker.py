@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sentinel.engine.ruleset import Verdict
 from sentinel.findings.lifecycle import LifecycleEvent, next_status
 from sentinel.models import Finding, FindingStatus
 from sentinel.models.finding import fingerprint
-from sentinel.store import SqliteStore
+
+if TYPE_CHECKING:  # the store imports sinks, which import the tracker: keep this edge type-only
+    from sentinel.store import SqliteStore
 
 SYSTEM_ACTOR = "sentinel"
 

@@ -69,7 +69,13 @@ CORE: list[list[str]] = [
 ]
 
 
+from sentinel.engine.state_schema import ENGINE_STATE  # noqa: E402
 from sentinel.notify.digest import NOTIFY_SCHEMA  # noqa: E402 - registry of components, after CORE
 from sentinel.sinks.elasticsearch.schema import OUTBOX  # noqa: E402
 
-SCHEMAS: dict[str, list[list[str]]] = {"core": CORE, "notify": NOTIFY_SCHEMA, "es_outbox": OUTBOX}
+SCHEMAS: dict[str, list[list[str]]] = {
+    "core": CORE,
+    "notify": NOTIFY_SCHEMA,
+    "es_outbox": OUTBOX,
+    "engine_state": ENGINE_STATE,
+}

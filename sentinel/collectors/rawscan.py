@@ -1,0 +1,155 @@
+"""Raw-socket plumbing shared by the SYN scanner and the ICMP pinger: packets, checksums, BPF filters.
+
+Only `ScopedNetwork` drives these (through `SynScanner` and `IcmpPinger`), after its scope check and rate
+limiter have admitted each packet; the engines check scope once more right before `sendto`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import struct
+from dataclasses import dataclass
+
+SO_ATTACH_FILTER = 26
+IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+_MSS_OPTION = b"\x02\x04\x05\xb4"  # MSS 1460, as a real stack would offer: some firewalls drop bare SYNs
+_SYN_WINDOW = 64240
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071)."""
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def tcp_syn(sport: int, dport: int, seq: int, src4: bytes | None = None, dst4: bytes | None = None) -> bytes:
+    """A TCP SYN header with an MSS option. For IPv4 pass both addresses (the checksum covers them);
+    for IPv6 leave them out: the kernel fills the checksum in (IPV6_CHECKSUM)."""
+    header = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 6 << 4, TCP_SYN, _SYN_WINDOW, 0, 0) + _MSS_OPTION
+    if src4 is None or dst4 is None:
+        return header
+    pseudo = src4 + dst4 + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(header))
+    return header[:16] + struct.pack("!H", checksum(pseudo + header)) + header[18:]
+
+
+def icmp_echo_request(ident: int, seq: int, payload: bytes, v6: bool) -> bytes:
+    """Echo request (type 8, or 128 for ICMPv6 whose checksum the kernel computes)."""
+    kind = 128 if v6 else 8
+    header = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+    if v6:
+        return header + payload
+    return struct.pack("!BBHHH", kind, 0, checksum(header + payload), ident, seq) + payload
+
+
+@dataclass(frozen=True, slots=True)
+class TcpAnswer:
+    source: str
+    sport: int
+    dport: int
+    ack: int
+    flags: int
+
+
+def ipv4_payload(packet: bytes) -> tuple[str, int, bytes] | None:
+    """(source address, protocol, payload) of an IPv4 packet as a raw socket delivers it; None if malformed."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    if ihl < 20 or len(packet) < ihl:
+        return None
+    return socket.inet_ntoa(packet[12:16]), packet[9], packet[ihl:]
+
+
+def parse_tcp(source: str, segment: bytes) -> TcpAnswer | None:
+    if len(segment) < 20:
+        return None
+    sport, dport, _seq, ack, _off, flags = struct.unpack_from("!HHIIBB", segment)
+    return TcpAnswer(source, sport, dport, ack, flags)
+
+
+def parse_echo_reply(segment: bytes, v6: bool) -> tuple[int, int] | None:
+    """(identifier, sequence) of an echo reply; None for any other ICMP message."""
+    if len(segment) < 8 or segment[0] != (129 if v6 else 0) or segment[1] != 0:
+        return None
+    ident, seq = struct.unpack_from("!HH", segment, 4)
+    return ident, seq
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _attach_bpf(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """Attach a classic BPF program so the kernel drops everything but our answers before Python sees it."""
+    insns = (_SockFilter * len(program))(*(_SockFilter(*ins) for ins in program))
+    prog = _SockFprog(len(program), insns)
+    sock.setsockopt(
+        socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(ctypes.string_at(ctypes.addressof(prog), ctypes.sizeof(prog)))
+    )
+
+
+# classic BPF opcodes used below
+_LDX_MSH = 0xB1  # X = 4 * (pkt[k] & 0x0f): the IPv4 header length
+_LDH_IND = 0x48  # A = half word at X + k
+_LDH_ABS = 0x28  # A = half word at k
+_JEQ_K = 0x15
+_RET_K = 0x06
+
+
+#: for sending sockets: a raw socket gets a copy of every inbound packet of its protocol unless told not to
+DROP_ALL = [(_RET_K, 0, 0, 0)]
+
+
+def tcp_port_filter(port: int, v6: bool) -> list[tuple[int, int, int, int]]:
+    """Accept only TCP segments to `port` (raw IPv4 sockets see the IP header, raw IPv6 sockets do not)."""
+    load = [(_LDH_ABS, 0, 0, 2)] if v6 else [(_LDX_MSH, 0, 0, 0), (_LDH_IND, 0, 0, 2)]
+    return [*load, (_JEQ_K, 0, 1, port), (_RET_K, 0, 0, 0xFFFF), (_RET_K, 0, 0, 0)]
+
+
+def open_raw(family: int, proto: int, bpf: list[tuple[int, int, int, int]] | None = None) -> socket.socket:
+    """A non-blocking raw socket with a large receive buffer (answers arrive in bursts)."""
+    sock = socket.socket(family, socket.SOCK_RAW, proto)
+    try:
+        if bpf is not None:
+            _attach_bpf(sock, bpf)
+        if family == socket.AF_INET6 and proto == socket.IPPROTO_TCP:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 16)
+        _grow_buffers(sock)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32
+_BUFFER_BYTES = 8 << 20
+
+
+def _grow_buffers(sock: socket.socket) -> None:
+    """Large buffers: answers to thousands of SYNs arrive in bursts while the event loop is busy elsewhere.
+    The FORCE options pass net.core.rmem_max (raw-socket users are privileged); fall back to the capped ones."""
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, _BUFFER_BYTES)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, _BUFFER_BYTES)
+
+
+def source_address(destination: str) -> str:
+    """The local address the kernel would use towards `destination` (a UDP connect sends nothing)."""
+    family = socket.AF_INET6 if ":" in destination else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((destination, 9))
+        return str(probe.getsockname()[0])

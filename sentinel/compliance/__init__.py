@@ -1,0 +1,25 @@
+"""Compliance engine: framework files (data) mapped to rules, and per system × requirement verdicts.
+
+Public API (used by reports and metrics):
+
+    from sentinel.compliance import assess, load_frameworks, ratios
+    verdicts = assess(store, registry, load_frameworks(), now, rules=app.rules.rules)
+    by_department = ratios(verdicts, registry, "department")
+"""
+
+from sentinel.compliance.assess import ComplianceVerdict, ControlVerdict, assess
+from sentinel.compliance.frameworks import Framework, Mapping, Requirement, known_control_ids, load_frameworks
+from sentinel.compliance.ratio import Ratio, ratios
+
+__all__ = [
+    "ComplianceVerdict",
+    "ControlVerdict",
+    "Framework",
+    "Mapping",
+    "Ratio",
+    "Requirement",
+    "assess",
+    "known_control_ids",
+    "load_frameworks",
+    "ratios",
+]

@@ -1,0 +1,153 @@
+"""`sentinel rules lint`: every problem in every rule and fixture file at once, plus cross-rule checks.
+
+Cross-rule checks: duplicate ids (including the `<id>_flapping` companions), control ids that no framework
+file defines, rules without a fixture, fixtures without a positive and a negative case, fixtures for rules
+that do not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from sentinel.compliance.frameworks import Framework, known_control_ids, load_frameworks
+from sentinel.engine.anomaly import FLAPPING_SUFFIX
+from sentinel.engine.fixtures import LoadedFixture, load_fixtures, parse_fixture
+from sentinel.engine.loader import rule_files
+from sentinel.engine.rule import Rule
+from sentinel.errors import InputError, Problem
+from sentinel.yamlio import LineDict, line_of, load_yaml_file, validation_problems
+
+NAMESPACES = ("mlps", "gov_web", "nist_800_53", "cis_v8")
+
+
+@dataclass
+class LintReport:
+    rules: list[Rule] = field(default_factory=list)
+    fixtures: list[LoadedFixture] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    file: Path
+    data: LineDict
+    rule: Rule
+
+
+def _parse(file: Path, problems: list[Problem]) -> _Parsed | None:
+    try:
+        data = load_yaml_file(file)
+    except InputError as exc:
+        problems.extend(exc.problems)
+        return None
+    if not isinstance(data, LineDict):
+        problems.append(Problem(str(file), 1, "a rule file must be a mapping"))
+        return None
+    try:
+        rule = Rule.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(validation_problems(exc, data, str(file)))
+        return None
+    except ValueError as exc:
+        problems.append(Problem(str(file), 1, str(exc)))
+        return None
+    if rule.id != file.stem:
+        problems.append(
+            Problem(str(file), data.key_lines.get("id"), f"rule id '{rule.id}' must equal the file name '{file.stem}'")
+        )
+    return _Parsed(file, data, rule)
+
+
+def _fixture_for(rule_file: Path, rule_id: str, roots: list[Path]) -> Path | None:
+    for base in [*roots, rule_file.parent, rule_file.parent.parent]:
+        for folder in ("tests", "fixtures"):
+            candidate = base / folder / f"{rule_id}.yaml"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def lint(paths: list[Path], frameworks: list[Framework] | None = None) -> LintReport:
+    report = LintReport()
+    problems = report.problems
+    parsed: list[_Parsed] = []
+    roots = [p for p in paths if p.is_dir()]
+    for root in paths:
+        try:
+            files = rule_files(root)
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        for file in files:
+            item = _parse(file, problems)
+            if item is not None:
+                parsed.append(item)
+
+    seen: dict[str, Path] = {}
+    for item in parsed:
+        rid = item.rule.id
+        if rid in seen:
+            problems.append(
+                Problem(
+                    str(item.file), item.data.key_lines.get("id"), f"duplicate rule id '{rid}' (also in {seen[rid]})"
+                )
+            )
+            continue
+        seen[rid] = item.file
+        report.rules.append(item.rule)
+    for item in parsed:
+        companion = item.rule.id + FLAPPING_SUFFIX
+        if item.rule.flapping is not None and companion in seen:
+            problems.append(
+                Problem(
+                    str(item.file), item.data.key_lines.get("flapping"), f"'{companion}' is taken by {seen[companion]}"
+                )
+            )
+
+    if frameworks is None:
+        try:
+            frameworks = load_frameworks([r / "frameworks" for r in roots if (r / "frameworks").is_dir()] or None)
+        except InputError as exc:
+            problems.extend(exc.problems)
+            frameworks = []
+    known = known_control_ids(frameworks)
+    for item in parsed:
+        for ns in NAMESPACES:
+            ids = known.get(ns)
+            for index, ref in enumerate(getattr(item.rule.controls, ns)):
+                if ids is None:
+                    message = f"controls.{ns}: no framework file defines the '{ns}' namespace"
+                elif ref not in ids:
+                    message = f"controls.{ns}: '{ref}' is not a control of any '{ns}' framework file"
+                else:
+                    continue
+                problems.append(Problem(str(item.file), line_of(item.data, ("controls", ns, index)), message))
+
+    fixtures, fixture_problems = load_fixtures(roots)
+    problems.extend(fixture_problems)
+    extra_files = {_fixture_for(i.file, i.rule.id, roots) for i in parsed} - {f.path for f in fixtures} - {None}
+    for extra in sorted(p for p in extra_files if p is not None):
+        try:
+            fixtures.append(parse_fixture(extra))
+        except InputError as exc:
+            problems.extend(exc.problems)
+    report.fixtures = fixtures
+    by_rule = {f.fixture.rule: f for f in fixtures}
+    for rule in report.rules:
+        fx = by_rule.get(rule.id)
+        if fx is None:
+            message = f"rule '{rule.id}' has no fixture (tests/{rule.id}.yaml)"
+            problems.append(Problem(str(seen[rule.id]), 1, message))
+            continue
+        polarity = set().union(*(c.polarity() for c in fx.fixture.cases))
+        for wanted in ("present", "absent"):
+            if wanted not in polarity:
+                problems.append(Problem(str(fx.path), 1, f"fixture needs at least one '{wanted}' case"))
+    for fx in fixtures:
+        if fx.fixture.rule not in seen and roots:
+            problems.append(Problem(str(fx.path), 1, f"fixture for unknown rule '{fx.fixture.rule}'"))
+    problems.sort(key=lambda p: (p.file, p.line or 0, p.message))
+    return report

@@ -1,0 +1,170 @@
+"""Compliance verdicts per system × requirement, ratios, framework loading and the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sentinel.cli.compliance_cmd import compliance
+from sentinel.compliance import ComplianceVerdict, ControlVerdict, assess, load_frameworks, ratios
+from sentinel.engine.loader import load_rules
+from sentinel.engine.paths import shipped_rules_dir
+from sentinel.engine.ruleset import RuleSet
+from sentinel.errors import InputError
+from sentinel.findings.lifecycle import LifecycleEvent
+from sentinel.findings.tracker import FindingTracker
+from sentinel.models import Observation, ObservationStatus
+from sentinel.registry.loader import load_registry
+from sentinel.store import SqliteStore
+
+NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+REGISTRY = """
+scope: {allow: ["10.20.0.0/16"]}
+systems:
+  - id: portal
+    name: 市门户
+    owner: {department: 大数据局}
+    tier: city
+    mlps_level: 3
+    cii: true
+    tags: [e-gov]
+    endpoints: [{host: 10.20.0.5, ports: [443]}]
+  - id: records
+    name: 档案
+    owner: {department: 街道办}
+    tier: street
+    mlps_level: 2
+    endpoints: [{host: 10.20.0.6, ports: [443]}]
+  - id: silent
+    name: 未观测
+    owner: {department: 街道办}
+    tier: street
+    mlps_level: 3
+    endpoints: [{host: 10.20.0.7}]
+"""
+
+
+def port(system: str, number: int, state: str, at: datetime = NOW) -> Observation:
+    host = {"portal": "10.20.0.5", "records": "10.20.0.6"}[system]
+    return Observation(
+        "port",
+        system,
+        f"{host}:{number}/tcp",
+        at,
+        "tcp_ports",
+        ObservationStatus.OK,
+        {"state": state, "high_risk": number == 3389, "declared": number == 443, "declared_by": "host"},
+    )
+
+
+@pytest.fixture
+def estate(write_file: Callable[[str, str], Path], tmp_path: Path) -> tuple[SqliteStore, Path]:
+    registry_file = write_file("registry.yaml", REGISTRY)
+    registry = load_registry(registry_file)
+    store = SqliteStore(tmp_path / "s.db")
+    observations = [port("portal", 3389, "open"), port("portal", 443, "open"), port("records", 443, "open")]
+    store.save_observations(observations)
+    rules = RuleSet(load_rules([shipped_rules_dir()]))
+    FindingTracker(store).apply(rules.evaluate(observations, registry), NOW)
+    return store, registry_file
+
+
+def by_key(verdicts: list[ControlVerdict]) -> dict[tuple[str, str, str], ControlVerdict]:
+    return {(v.system_id, v.framework, v.control): v for v in verdicts}
+
+
+def test_verdicts_follow_the_policy(estate: tuple[SqliteStore, Path]) -> None:
+    store, registry_file = estate
+    registry = load_registry(registry_file)
+    verdicts = assess(store, registry, load_frameworks(), NOW)
+    got = by_key(verdicts)
+    high_risk = got[("portal", "mlps2-l3", "8.1.4.4 b)")]
+    assert high_risk.verdict == ComplianceVerdict.NON_COMPLIANT
+    assert "port_high_risk_closed on 10.20.0.5:3389/tcp" in high_risk.evidence[0]
+    assert high_risk.observed_at == NOW
+    # the same finding is only partial evidence for an indicative requirement
+    assert got[("portal", "mlps2-l3", "8.1.2.1 d)")].verdict == ComplianceVerdict.PARTIALLY_COMPLIANT
+    # level 2 system: level-3 framework does not apply; its level-2 item has no finding
+    assert got[("records", "mlps2-l3", "8.1.4.4 b)")].verdict == ComplianceVerdict.NOT_APPLICABLE
+    assert got[("records", "mlps2-l2", "7.1.4.4 b)")].verdict == ComplianceVerdict.NO_REMOTE_FINDING
+    # never observed: not assessed, never a pass
+    assert got[("silent", "mlps2-l3", "8.1.4.4 b)")].verdict == ComplianceVerdict.NOT_ASSESSED
+    # no rule can evidence MFA
+    assert got[("portal", "mlps2-l3", "8.1.4.1 d)")].verdict == ComplianceVerdict.NOT_ASSESSED
+    # mail-only requirement
+    assert got[("portal", "mlps2-l3", "8.1.3.4 b)")].verdict == ComplianceVerdict.NOT_APPLICABLE
+    assert not any(v.verdict.value == "compliant" for v in verdicts)
+
+
+def test_stale_observations_stop_counting(estate: tuple[SqliteStore, Path]) -> None:
+    store, registry_file = estate
+    registry = load_registry(registry_file)
+    later = assess(store, registry, load_frameworks(), NOW + timedelta(days=30))
+    assert by_key(later)[("records", "mlps2-l2", "7.1.4.4 b)")].verdict == ComplianceVerdict.NOT_ASSESSED
+
+
+def test_accepted_risk_still_counts_and_says_so(estate: tuple[SqliteStore, Path]) -> None:
+    store, registry_file = estate
+    tracker = FindingTracker(store)
+    (finding,) = store.list_findings(rule_ids=["port_high_risk_closed"])
+    tracker.act(finding, LifecycleEvent.SUPPRESS, "auditor", "vendor access, EXC-1", NOW)
+    v = by_key(assess(store, load_registry(registry_file), load_frameworks(), NOW))[
+        ("portal", "mlps2-l3", "8.1.4.4 b)")
+    ]
+    assert v.verdict == ComplianceVerdict.NON_COMPLIANT
+    assert "accepted risk: vendor access, EXC-1" in v.evidence[0]
+
+
+def test_ratios_keep_not_assessed_in_the_denominator(estate: tuple[SqliteStore, Path]) -> None:
+    store, registry_file = estate
+    registry = load_registry(registry_file)
+    verdicts = assess(store, registry, [f for f in load_frameworks() if f.framework == "mlps2-l3"], NOW)
+    (silent,) = [r for r in ratios(verdicts, registry, "system") if r.group == "silent"]
+    assert silent.ratio == 0 and silent.counts.get("not_assessed", 0) == silent.applicable - 0
+    by_tier = {r.group: r for r in ratios(verdicts, registry, "tier")}
+    assert set(by_tier) == {"city", "street"}
+    by_department = {r.group for r in ratios(verdicts, registry, "department")}
+    assert by_department == {"大数据局", "街道办"}
+
+
+def test_cli_json_records(estate: tuple[SqliteStore, Path]) -> None:
+    store, registry_file = estate
+    store_path = store.path
+    result = CliRunner().invoke(
+        compliance,
+        ["status", "--registry", str(registry_file), "--store", store_path, "--system", "portal", "--format", "json"],
+        standalone_mode=False,
+    )
+    assert result.exception is None, result.output
+    data = json.loads(result.output)
+    record = next(r for r in data["verdicts"] if r["control"] == "8.1.4.4 b)" and r["framework"] == "mlps2-l3")
+    assert {"system_id", "framework", "control", "verdict", "evidence", "observed_at"} <= set(record)
+    assert record["verdict"] == "non_compliant" and record["system_id"] == "portal"
+    assert {r["group"] for r in data["ratios"]} == {"portal"}
+    table = CliRunner().invoke(
+        compliance, ["status", "--registry", str(registry_file), "--store", store_path], standalone_mode=False
+    )
+    assert "non_compliant 不符合" in table.output and "Compliance ratio by system" in table.output
+
+
+def test_framework_files_are_validated(write_file: Callable[[str, str], Path]) -> None:
+    bad = write_file(
+        "fw/bad.yaml",
+        """
+        framework: x1
+        title: X
+        namespace: iso
+        requirements:
+          - {id: a, title: A, coverage: Z}
+          - {id: a, title: A, coverage: F}
+        """,
+    )
+    with pytest.raises(InputError) as err:
+        load_frameworks([bad.parent])
+    text = str(err.value)
+    assert "bad.yaml:3: namespace" in text and "bad.yaml:5: requirements.0.coverage" in text
