@@ -12,7 +12,7 @@ from sentinel.demo.estate import DemoEstate
 from sentinel.models import Observation
 from sentinel.registry.loader import load_registry
 from sentinel.sinks.elasticsearch.client import build_client
-from sentinel.sinks.elasticsearch.outbox import install_outbox, outbox_stats
+from sentinel.sinks.elasticsearch.outbox import outbox_stats
 from sentinel.sinks.elasticsearch.setup import Installer
 from sentinel.sinks.elasticsearch.shipper import Shipper
 from tests.es_double import EsDouble
@@ -36,9 +36,7 @@ async def test_sweep_findings_reach_elasticsearch_once_with_registry_metadata(
                 collectors=CollectorSettings(ca_file=estate.ca.files.cert, connect_timeout=1.0, per_target_rate=50),
             )
             app = Sentinel(settings, registry=load_registry(registry_file))
-            # The wiring app.py gets: the hook goes on the store before anything is recorded.
-            install_outbox(app.store, settings, registry=lambda: app.registry)
-            outcome = await app.sweep()
+            outcome = await app.sweep()  # the app installs the outbox hook on its store when ES is configured
         client = build_client(es)
         Installer(client, es).install()
         report = Shipper(app.store, client, es).drain(timeout=10)

@@ -70,9 +70,13 @@ def store(tmp_path: Path) -> SqliteStore:
     return SqliteStore(tmp_path / "s.db")
 
 
-def test_empty_store_renders_sweep_counters_only(store: SqliteStore) -> None:
+def test_empty_store_renders_counters_only(store: SqliteStore) -> None:
     got = samples(StoreExporter(store).render())
-    assert got == {("sentinel_sweeps_started_total", ()): 0.0, ("sentinel_sweeps_completed_total", ()): 0.0}
+    assert got[("sentinel_sweeps_started_total", ())] == 0 and got[("sentinel_sweeps_completed_total", ())] == 0
+    assert got[("sentinel_outbox_depth", ())] == 0
+    per_system = {name for name, labels in got if labels}
+    assert not per_system  # nothing about systems before any sweep
+    assert all(value == 0 for value in got.values())
 
 
 def test_unfinished_sweep_has_no_last_success(store: SqliteStore) -> None:
@@ -86,8 +90,10 @@ def test_unfinished_sweep_has_no_last_success(store: SqliteStore) -> None:
 
 def test_rendering_is_cached_until_the_store_changes_in_this_or_another_process(store: SqliteStore) -> None:
     exporter = StoreExporter(store, registry())
-    first = exporter.render()
-    assert exporter.render() is first
+    exporter.render()
+    cached = exporter._cached
+    exporter.render()
+    assert cached is not None and exporter._cached is cached  # the store part was not re-read
     store.save_findings([finding()])  # this connection
     second = exporter.render()
     assert b'severity="high"' in second
@@ -158,13 +164,9 @@ def test_value_formatting() -> None:
     )
 
 
-def test_outbox_families_appear_only_when_the_outbox_exists(store: SqliteStore) -> None:
+def test_outbox_families_report_depth_and_age(store: SqliteStore) -> None:
     exporter = StoreExporter(store)
-    assert b"sentinel_outbox" not in exporter.render()
-    tables = {r[0] for r in store.connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert "es_outbox" not in tables  # a scrape never creates tables
-    schema = pytest.importorskip("sentinel.sinks.elasticsearch.schema")
-    schema.ensure_schema(store)
+    assert samples(exporter.render())[("sentinel_outbox_depth", ())] == 0
     store.connection.execute(
         "INSERT INTO es_outbox (stream, doc_id, body, enqueued_at) VALUES ('latest', 'd', '{}', ?)",
         ((NOW - timedelta(minutes=10)).timestamp(),),

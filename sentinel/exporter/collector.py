@@ -27,6 +27,10 @@ UNKNOWN = "unknown"
 FamilySource = Callable[[SqliteStore], Iterable[Family]]
 
 
+#: probes whose failure means the system is down (a failed DNS or banner check does not)
+REACHABILITY_PROBES = frozenset({"tcp_ports", "icmp", "http"})
+
+
 @dataclass(frozen=True, slots=True)
 class SystemLabels:
     """Registry facts used as labels: each is fixed per system, so they add no cardinality."""
@@ -77,13 +81,14 @@ def snapshot_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -
         success.add([p.system_id, p.probe], 1.0 if p.success else 0.0)
         if p.duration_seconds is not None:
             duration.add([p.system_id, p.probe], p.duration_seconds)
-        up_by_system[p.system_id] = up_by_system.get(p.system_id, True) and p.success
+        if p.probe in REACHABILITY_PROBES:
+            up_by_system[p.system_id] = up_by_system.get(p.system_id, True) and p.success
     yield success
     yield duration
 
     up = Family.gauge(
         "sentinel_system_up",
-        "1 if every probe of the system succeeded in its latest observations, 0 if any failed.",
+        "1 if the system answered its reachability probes (ports, ICMP, HTTP) in their latest observations, else 0.",
         labels=["system", "tier", "department"],
     )
     for sid, ok in up_by_system.items():
