@@ -10,16 +10,29 @@ from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.dns_probe import DnsProbe
 from sentinel.collectors.exposure import ExposureProbe
 from sentinel.collectors.http_poll import HttpProbe
+from sentinel.collectors.http_security import HttpSecurityProbe
 from sentinel.collectors.icmp_probe import IcmpEchoProbe
 from sentinel.collectors.tcp_ports import TcpPortProbe
 from sentinel.collectors.tls_cert import TlsProbe
 from sentinel.collectors.tls_scan import TlsScanProbe
+from sentinel.collectors.web_integrity import WebIntegrityProbe
 from sentinel.config.settings import CollectorSettings
 from sentinel.errors import InputError, Problem
 
 BUILTIN_PROBES: dict[str, type[Probe]] = {
     p.name: p
-    for p in (TcpPortProbe, IcmpEchoProbe, HttpProbe, TlsProbe, TlsScanProbe, BannerProbe, ExposureProbe, DnsProbe)
+    for p in (
+        TcpPortProbe,
+        IcmpEchoProbe,
+        HttpProbe,
+        TlsProbe,
+        TlsScanProbe,
+        BannerProbe,
+        ExposureProbe,
+        DnsProbe,
+        HttpSecurityProbe,
+        WebIntegrityProbe,
+    )
 }
 
 

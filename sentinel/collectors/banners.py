@@ -138,7 +138,7 @@ class BannerProbe(Probe):
         self, job: ProbeJob, net: ScopedNetwork, address: str, port: int, stream: Stream
     ) -> Observation:
         """`HEAD /`: the Server / X-Powered-By product for the catalogue. Disclosure itself is judged on
-        the `http` observation (rule service_http_version_hidden), so it is not repeated here."""
+        the http_security probe (rule http_no_version_disclosure), so it is not repeated here."""
         reader, writer = stream
         service = HTTP_PORTS[port]
         try:

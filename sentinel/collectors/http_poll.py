@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from sentinel.collectors.base import Probe, ProbeJob
+from sentinel.collectors.http_fetch import read_at_most
 from sentinel.collectors.network import OutOfScope, ScopedNetwork, jsonable_headers
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.models import System
@@ -63,7 +64,7 @@ class HttpProbe(Probe):
                         chain.append({"url": url, "status": resp.status, "location": location})
                         url = urljoin(url, location)
                         continue
-                    body = await resp.content.read(self.settings.max_body_bytes)
+                    body, more = await read_at_most(resp, self.settings.max_body_bytes)
                     headers = jsonable_headers(resp.headers)
                     final_scheme = urlsplit(url).scheme
                     data = {
@@ -84,7 +85,7 @@ class HttpProbe(Probe):
                         "content_type": headers.get("content-type"),
                         "body_bytes": len(body),
                         "body_sha256": hashlib.sha256(body).hexdigest(),
-                        "body_truncated": len(body) >= self.settings.max_body_bytes,
+                        "body_truncated": more,
                     }
                     return [self._obs(job, started, data)]
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:

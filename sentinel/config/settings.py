@@ -36,7 +36,18 @@ class CollectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     probes: list[str] = Field(
-        default_factory=lambda: ["tcp_ports", "icmp", "http", "tls", "tls_scan", "banners", "exposure", "dns"]
+        default_factory=lambda: [
+            "tcp_ports",
+            "icmp",
+            "http",
+            "tls",
+            "tls_scan",
+            "banners",
+            "exposure",
+            "dns",
+            "http_security",
+            "web_integrity",
+        ]
     )
     scan_method: Literal["auto", "syn", "connect"] = Field(
         default="auto",
@@ -65,6 +76,11 @@ class CollectorSettings(BaseModel):
         "empty: the nameservers of /etc/resolv.conf",
     )
     vulnerable_versions: Path | None = Field(default=None, description="known-vulnerable versions file")
+    web_hidden_link_keywords: Path | None = Field(default=None, description="extra hidden-link (暗链) keywords")
+    web_sensitive_keywords: Path | None = Field(default=None, description="extra sensitive keywords")
+    web_max_path_checks: int = Field(default=40, ge=1, le=200)
+    web_path_read_bytes: int = Field(default=4096, ge=512, le=65536)
+    web_page_bytes: int = Field(default=1_000_000, ge=16384)
 
     @field_validator("dns_resolvers")
     @classmethod
@@ -157,7 +173,7 @@ def load_settings(
             data["findings"] = {**findings, "exceptions": str(base / exceptions)}
         collectors = data.get("collectors")
         if isinstance(collectors, dict):
-            for key in ("ca_file", "vulnerable_versions"):
+            for key in ("ca_file", "vulnerable_versions", "web_hidden_link_keywords", "web_sensitive_keywords"):
                 value = collectors.get(key)
                 if isinstance(value, str) and not Path(value).is_absolute():
                     collectors = {**collectors, key: str(base / value)}

@@ -176,7 +176,7 @@ class DemoEstate:
         await self._serve_http(
             ip,
             tls_port,
-            page("市公共数据开放平台", {"Strict-Transport-Security": "max-age=31536000"}),
+            page("市公共数据开放平台", SECURE_HEADERS),
             self._tls(good.cert, good.key),
         )
 
