@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -89,10 +89,10 @@ def smtp(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
 
 
 class Hooks(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, str], bytes]] = []
-    fail_next = 0
+    received: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
+    fail_next: ClassVar[int] = 0
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if Hooks.fail_next:
             Hooks.fail_next -= 1
