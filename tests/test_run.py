@@ -150,3 +150,62 @@ def test_run_sweeps_reloads_and_stops_cleanly(estate: DemoEstate, tmp_path: Path
     store = SqliteStore(tmp_path / "s.db")
     after = {f.id: len(store.finding_events(f.id)) for f in store.list_findings() if f.id in before}
     assert after == before
+
+
+def test_run_analyses_live_traffic_when_configured(tmp_path: Path) -> None:
+    """With run.sniff set, the monitor captures on an interface in windows and logs what the detectors saw."""
+    from tests.netns import require_root
+
+    require_root()
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        yaml.safe_dump(
+            {
+                "scope": {"allow": ["127.0.0.0/8"]},
+                "systems": [
+                    {
+                        "id": "lo-sys",
+                        "name": "LO",
+                        "owner": {"department": "IT"},
+                        "tier": "city",
+                        "mlps_level": 2,
+                        "endpoints": [{"host": "127.82.0.1", "ports": [9]}],
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    config = tmp_path / "sentinel.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "registry": str(registry),
+                "store": str(tmp_path / "s.db"),
+                "collectors": {
+                    "probes": ["tcp_ports"],
+                    "connect_timeout": 0.5,
+                    "per_target_rate": 50,
+                    "per_target_burst": 20,
+                },
+                "run": {"intervals": {"tcp_ports": 30}, "slice_seconds": 30, "sniff": {"iface": "lo", "window": 5}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "run.log"
+    env = {**os.environ, "SENTINEL_LOG_FORMAT": "json"}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sentinel", "run", "--config", str(config), "--no-listen"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        wait_for(lambda: "traffic on lo:" in log.read_text(), 30, "a traffic window")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=35) == 0
+    window = next(json.loads(line) for line in log.read_text().splitlines() if "traffic on lo:" in line)
+    assert window["log.level"] == "info" and "packets" in window["message"]

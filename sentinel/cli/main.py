@@ -16,6 +16,7 @@ from sentinel.cli.demo_cmd import demo
 from sentinel.cli.es_cmd import es
 from sentinel.cli.findings_cmd import findings
 from sentinel.cli.notify_cmd import notify
+from sentinel.cli.pcap_cmd import pcap, sniff
 from sentinel.cli.registry_cmd import registry
 from sentinel.cli.report_cmd import report
 from sentinel.cli.rules_cmd import rules
@@ -34,7 +35,23 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (registry, scan, run, serve, findings, alerts, compliance, notify, report, es, config, rules, demo):
+for command in (
+    registry,
+    scan,
+    run,
+    serve,
+    findings,
+    alerts,
+    compliance,
+    notify,
+    report,
+    pcap,
+    sniff,
+    es,
+    config,
+    rules,
+    demo,
+):
     cli.add_command(command)
 
 

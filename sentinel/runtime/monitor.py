@@ -34,6 +34,9 @@ from sentinel.sinks.elasticsearch.client import build_client
 from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings, elasticsearch_settings
 from sentinel.sinks.elasticsearch.shipper import Shipper
 from sentinel.store import SqliteStore
+from sentinel.traffic.analyze import with_unregistered
+from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
+from sentinel.traffic.sniff import sniff as sniff_live
 
 log = logging.getLogger("sentinel.run")
 SettingsLoader = Callable[[], Settings]
@@ -201,6 +204,41 @@ class Monitor:
         finally:
             store.close()
 
+    async def _sniff_loop(self) -> None:
+        """Passive detectors on live traffic, window after window, through the same rules and tracker."""
+        while not self.stopping.is_set():
+            loaded = self.current
+            config = loaded.settings.run.sniff
+            if config is None:
+                return
+            try:
+                result = await asyncio.to_thread(
+                    sniff_live, config.iface, config.bpf, config.window, loaded.registry, self._intel()
+                )
+            except Exception as exc:  # a vanished interface must not stop the monitor
+                log.error("live capture on %s failed: %s", config.iface, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), config.window)
+                continue
+            app = Sentinel(loaded.settings, registry=loaded.registry)
+            try:
+                verdicts = app.rules.evaluate(result.observations, with_unregistered(loaded.registry))
+                changes = app.tracker.apply(verdicts, app.clock())
+            finally:
+                app.close()
+            log.info(
+                "traffic on %s: %d packets, %d observations, %d new findings",
+                config.iface,
+                result.packets,
+                len(result.observations),
+                len(changes.new),
+            )
+
+    @staticmethod
+    def _intel() -> ThreatIntel:
+        shipped = shipped_intel_dir()
+        return load_intel([shipped]) if shipped.is_dir() else ThreatIntel()
+
     async def _reload_loop(self) -> None:
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
@@ -232,6 +270,7 @@ class Monitor:
         tasks += [
             asyncio.create_task(self._notify_loop(), name="notify"),
             asyncio.create_task(self._reload_loop(), name="reload"),
+            asyncio.create_task(self._sniff_loop(), name="sniff"),
         ]
         log.info("monitoring %d systems with %s", len(self.current.registry.systems), ", ".join(self._probe_names()))
         await self.stopping.wait()

@@ -5,6 +5,16 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class SniffSettings(BaseModel):
+    """Live traffic analysis inside `sentinel run`, in windows of `window` seconds (memory bounded per window)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iface: str = Field(min_length=1)
+    bpf: str | None = None
+    window: float = Field(default=60.0, ge=5, le=3600)
+
+
 class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -21,6 +31,7 @@ class RunSettings(BaseModel):
     ship_every: float = Field(default=10.0, ge=1)
     reload_check_every: float = Field(default=5.0, ge=1)
     shutdown_grace: float = Field(default=25.0, ge=1, le=29)
+    sniff: SniffSettings | None = None
 
 
 class ServeSettings(BaseModel):

@@ -1,0 +1,176 @@
+"""`sentinel pcap analyze FILE...` and `sentinel sniff`: passive traffic analysis turned into findings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from sentinel.app import Sentinel
+from sentinel.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    build_app,
+    console,
+    format_option,
+    render_findings,
+    settings_options,
+)
+from sentinel.errors import InputError, Problem
+from sentinel.models import Finding, Observation
+from sentinel.models.finding import fingerprint
+from sentinel.registry.models import Registry
+from sentinel.registry.scope import Scope
+from sentinel.traffic.analyze import with_unregistered
+from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
+from sentinel.traffic.isolate import analyze_batch
+
+registry_option = click.option(
+    "--registry",
+    "registry_path",
+    type=click.Path(path_type=Path),
+    envvar="SENTINEL_REGISTRY",
+    help="Registry file or folder (without one, every host is reported as unregistered).",
+)
+rules_option = click.option(
+    "--rules",
+    "rule_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Rules file or folder (repeatable; default: the shipped rules).",
+)
+intel_option = click.option(
+    "--intel",
+    "intel_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Threat-intelligence list file or folder of *.txt (repeatable; default: the shipped lists).",
+)
+
+
+def load_registry_or_empty(app: Sentinel) -> Registry:
+    if app.settings.registry is None:
+        return Registry(scope=Scope(), systems=())
+    return app.registry
+
+
+def load_intel_lists(paths: Sequence[Path]) -> ThreatIntel:
+    if paths:
+        return load_intel(list(paths))
+    shipped = shipped_intel_dir()
+    return load_intel([shipped]) if shipped.is_dir() else ThreatIntel()
+
+
+def findings_from(app: Sentinel, registry: Registry, observations: list[Observation]) -> list[Finding]:
+    """Evaluate through the rule engine and the tracker; return the findings detected in this traffic."""
+    verdicts = app.rules.evaluate(observations, with_unregistered(registry))
+    with app.store.transaction():
+        changes = app.tracker.apply(verdicts, app.clock())
+    present = {fingerprint(v.rule.id, v.system_id, v.target) for v in verdicts if v.present}
+    found = [f for f in (*changes.new, *changes.updated, *changes.reopened) if f.id in present]
+    return sorted(found, key=lambda f: (-f.severity.rank, f.system_id, f.rule_id, f.target))
+
+
+@click.group()
+def pcap() -> None:
+    """Analyse packet captures (pcap, pcapng, gzip-compressed) for attacks and leaks."""
+
+
+@pcap.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@registry_option
+@rules_option
+@intel_option
+@click.option("--time-limit", type=click.FloatRange(min=1), default=600, show_default=True, help="Seconds per file.")
+@click.option("--memory-limit", type=click.IntRange(min=64), default=1024, show_default=True, help="MB per file.")
+@settings_options
+@format_option()
+def analyze(
+    files: tuple[Path, ...],
+    registry_path: Path | None,
+    rule_paths: tuple[Path, ...],
+    intel_paths: tuple[Path, ...],
+    time_limit: float,
+    memory_limit: int,
+    config_file: Path | None,
+    store: Path | None,
+    fmt: str,
+) -> int:
+    """Analyse capture FILES; detections become findings attributed to registered systems by address."""
+    app = build_app(config_file, registry=registry_path, store=store, rules=list(rule_paths) or None)
+    try:
+        registry = load_registry_or_empty(app)
+        intel = load_intel_lists(intel_paths)
+        _ = app.rules
+        observations: list[Observation] = []
+        packets, failed = 0, 0
+        err = console(stderr=True)
+        for outcome in analyze_batch(list(files), registry, intel, time_limit, memory_limit):
+            for warning in outcome.warnings:
+                err.print(f"warning: {warning}", markup=False)
+            if outcome.error is not None:
+                failed += 1
+                err.print(f"{outcome.path}: {outcome.error}", markup=False)
+                continue
+            packets += outcome.packets
+            observations.extend(outcome.observations)
+        found = findings_from(app, registry, observations)
+        if fmt == "table":
+            console().print(
+                f"{len(files) - failed} of {len(files)} captures analysed, {packets} packets, "
+                f"{len(observations)} observations, [bold]{len(found)} findings[/bold]."
+            )
+        render_findings(found, fmt, title="Findings in the captured traffic")
+        return EXIT_USAGE if failed else EXIT_OK
+    finally:
+        app.close()
+
+
+@click.command()
+@click.option("--iface", required=True, help="Interface to capture on.")
+@click.option("--bpf", help="BPF capture filter (e.g. 'tcp or udp port 53').")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=60, show_default=True, help="Seconds to capture.")
+@click.option(
+    "--max-packets", type=click.IntRange(min=0), default=0, help="Stop after this many packets (0: no limit)."
+)
+@registry_option
+@rules_option
+@intel_option
+@settings_options
+@format_option()
+def sniff(
+    iface: str,
+    bpf: str | None,
+    duration: float,
+    max_packets: int,
+    registry_path: Path | None,
+    rule_paths: tuple[Path, ...],
+    intel_paths: tuple[Path, ...],
+    config_file: Path | None,
+    store: Path | None,
+    fmt: str,
+) -> int:
+    """Capture live traffic on an interface and run the traffic detectors over it."""
+    from sentinel.traffic.sniff import sniff as sniff_live
+
+    app = build_app(config_file, registry=registry_path, store=store, rules=list(rule_paths) or None)
+    try:
+        registry = load_registry_or_empty(app)
+        intel = load_intel_lists(intel_paths)
+        _ = app.rules
+        try:
+            result = sniff_live(iface, bpf, duration, registry, intel, max_packets)
+        except (OSError, ValueError) as exc:  # no such interface, no permission, bad filter
+            raise InputError([Problem(f"--iface {iface}", None, f"cannot capture: {exc}")]) from None
+        except Exception as exc:  # scapy reports bad BPF filters with its own exception type
+            if type(exc).__name__ == "Scapy_Exception":
+                raise InputError([Problem(f"--bpf {bpf}", None, str(exc))]) from None
+            raise
+        found = findings_from(app, registry, result.observations)
+        if fmt == "table":
+            console().print(f"{result.packets} packets captured on {iface}; [bold]{len(found)} findings[/bold].")
+        render_findings(found, fmt, title=f"Findings in the traffic on {iface}")
+        return EXIT_OK
+    finally:
+        app.close()

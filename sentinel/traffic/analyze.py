@@ -1,0 +1,117 @@
+"""Run every detector over a capture and hand the measured values to the rule engine as observations.
+
+Attribution: an observation belongs to the registered system whose endpoint address it concerns (the
+victim of a scan or flood, the server receiving credentials, the client sending DNS queries...).
+When no address of it is registered, it belongs to the reserved system id `unregistered`; callers
+that turn observations into findings evaluate against `with_unregistered(registry)`, which adds a
+pseudo-system with that id so detections about unregistered hosts are reported as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sentinel.errors import InputError, Problem
+from sentinel.models import Observation
+from sentinel.registry.models import Endpoint, Owner, Registry, System, Tier
+from sentinel.traffic.addresses import UNREGISTERED, AddressBook
+from sentinel.traffic.capture import CaptureError, CaptureReader, RecordBatch
+from sentinel.traffic.decode import decode
+from sentinel.traffic.detectors.arp import ArpDetector
+from sentinel.traffic.detectors.base import Context, Detector
+from sentinel.traffic.detectors.dns import DnsDetector
+from sentinel.traffic.detectors.floods import IcmpDetector, SynFloodDetector
+from sentinel.traffic.detectors.intel import IntelDetector
+from sentinel.traffic.detectors.payload import PayloadDetector
+from sentinel.traffic.detectors.scans import ScanDetector
+from sentinel.traffic.detectors.services import BruteForceDetector, UndeclaredServiceDetector
+from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
+
+
+class Analyzer:
+    """Feed record batches in, read observations out; memory is bounded by the detectors' tables."""
+
+    def __init__(self, registry: Registry, intel: ThreatIntel, probe: str = "pcap", source: str = "") -> None:
+        self.book = AddressBook(registry)
+        self.probe, self.source = probe, source
+        brute = BruteForceDetector()
+        intel_detector = IntelDetector(intel, self.book)
+        on_name = intel_detector.on_name if intel.domains else None
+        self.detectors: list[Detector] = [
+            ScanDetector(self.book.registered),
+            SynFloodDetector(),
+            IcmpDetector(),
+            UndeclaredServiceDetector(self.book.registered),
+            brute,
+            PayloadDetector(self.book.registered, brute, on_name),
+            DnsDetector(on_name),
+            ArpDetector(),
+            intel_detector,
+        ]
+        self.packets = 0
+        self.last_ts = 0.0
+
+    def feed(self, batch: RecordBatch) -> None:
+        if not len(batch):
+            return
+        packets = decode(batch, self.book)
+        for detector in self.detectors:
+            detector.feed(packets)
+        self.packets += len(batch)
+        self.last_ts = max(self.last_ts, float(batch.ts.max()))
+
+    def observations(self) -> list[Observation]:
+        ctx = Context(self.book, self.probe, self.source, self.last_ts)
+        out: list[Observation] = []
+        for detector in self.detectors:
+            out.extend(detector.observations(ctx))
+        return out
+
+
+@dataclass
+class FileResult:
+    path: Path
+    observations: list[Observation] = field(default_factory=list)
+    packets: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def analyze_file(path: Path, registry: Registry, intel: ThreatIntel) -> FileResult:
+    """Analyse one capture; raises CaptureError (with the reason) when it cannot be read at all."""
+    reader = CaptureReader(path)
+    analyzer = Analyzer(registry, intel, "pcap", path.name)
+    for batch in reader.batches():
+        analyzer.feed(batch)
+    result = FileResult(path, analyzer.observations(), analyzer.packets)
+    if reader.truncated:
+        result.warnings.append(f"{path}: capture ends in the middle of a record (truncated); analysed what was there")
+    return result
+
+
+def observations_from_pcap(path: Path, registry: Registry) -> list[Observation]:
+    """Observations of one capture with the shipped threat-intelligence lists (used by `rules test`)."""
+    intel_dir = shipped_intel_dir()
+    intel = load_intel([intel_dir]) if intel_dir.is_dir() else ThreatIntel()
+    try:
+        return analyze_file(path, registry, intel).observations
+    except CaptureError as exc:
+        raise InputError([Problem(str(path), None, str(exc))]) from None
+
+
+def with_unregistered(registry: Registry) -> Registry:
+    """The registry plus the pseudo-system that observations of unregistered hosts are attributed to."""
+    if registry.system(UNREGISTERED) is not None:
+        raise InputError(
+            [Problem(",".join(registry.sources) or "registry", None, f"system id '{UNREGISTERED}' is reserved")]
+        )
+    pseudo = System(
+        id=UNREGISTERED,
+        name="Hosts not in the registry",
+        owner=Owner(department="(not registered)"),
+        tier=Tier.CITY,
+        mlps_level=1,
+        endpoints=[Endpoint(host="unregistered.invalid")],
+        tags=[UNREGISTERED],
+    )
+    return Registry(scope=registry.scope, systems=(*registry.systems, pseudo), sources=registry.sources)

@@ -1,0 +1,156 @@
+"""SYN floods (rate and share of handshakes never completed) and ICMP floods / oversized ICMP."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from sentinel.models import Observation
+from sentinel.traffic.decode import ACK, RST, SYN, Packets
+from sentinel.traffic.detectors.base import Context, largest, top_keys
+from sentinel.traffic.table import Activity, BoundedTable, group, track_activity
+
+I64 = npt.NDArray[np.int64]
+#: SYNs still waiting for the client's ACK are remembered up to this many (the oldest are dropped).
+MAX_PENDING = 200_000
+MAX_SOURCES = 65_536
+
+
+def flow_key(a: I64, b: I64, pa: I64, pb: I64) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of a directed 4-tuple (collisions only blur counts, never crash)."""
+    with np.errstate(over="ignore"):
+        k = a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        k ^= b.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+        k ^= (pa.astype(np.uint64) << np.uint64(16) | pb.astype(np.uint64)) * np.uint64(0x165667B19E3779F9)
+        return k ^ (k >> np.uint64(29))
+
+
+@dataclass(slots=True)
+class Service:
+    synacks: int = 0
+    completed: int = 0
+    sources: set[int] = field(default_factory=set)
+
+
+class SynFloodDetector:
+    def __init__(self) -> None:
+        self.syns: BoundedTable[tuple[int, ...], Activity] = BoundedTable(Activity)
+        self.services: BoundedTable[tuple[int, int], Service] = BoundedTable(Service)
+        self._pending: dict[int, int] = {}  # flow key of a SYN awaiting the client's ACK → dst << 16 | port
+
+    def feed(self, p: Packets) -> None:
+        f = p.flags
+        syn = np.flatnonzero(p.tcp & ((f & (SYN | ACK | RST)) == SYN))
+        if syn.size:
+            src, dst, port = p.src[syn], p.dst[syn], p.dport[syn]
+            track_activity(self.syns, [dst, port], p.ts[syn])
+            g = group(dst, port)
+            sources = src[g.order]
+            bounds = [*g.starts.tolist(), int(src.size)]
+            for n, (d, prt) in enumerate(g.rows()):
+                svc = self.services.get((d, prt))
+                if svc is not None and len(svc.sources) < MAX_SOURCES:
+                    svc.sources.update(sources[bounds[n] : bounds[n + 1]].tolist())
+            keys = flow_key(src, dst, p.sport[syn], port).tolist()
+            self._pending.update(zip(keys, (dst << 16 | port).tolist(), strict=True))
+            excess = len(self._pending) - MAX_PENDING
+            if excess > 0:  # forget the oldest (they stay counted as half-open)
+                for key in list(itertools.islice(self._pending, excess)):
+                    del self._pending[key]
+        synack = np.flatnonzero(p.tcp & ((f & (SYN | ACK)) == (SYN | ACK)))
+        if synack.size:
+            g = group(p.src[synack], p.sport[synack])
+            for (d, prt), n in zip(g.rows(), g.counts.tolist(), strict=True):
+                svc = self.services.get((d, prt))
+                if svc is not None:
+                    svc.synacks += n
+        if self._pending:
+            ack = np.flatnonzero(p.tcp & ((f & (SYN | ACK | RST)) == ACK))
+            if ack.size:
+                pending = self._pending
+                keys = flow_key(p.src[ack], p.dst[ack], p.sport[ack], p.dport[ack]).tolist()
+                finished: Counter[int] = Counter(pending.pop(k) for k in keys if k in pending)
+                for code, n in finished.items():
+                    svc = self.services.get((code >> 16, code & 0xFFFF))
+                    if svc is not None:
+                        svc.completed += n
+
+    def observations(self, ctx: Context) -> list[Observation]:
+        book = ctx.book
+        out: list[tuple[float, Observation]] = []
+        for (d, port), act in top_keys(self.syns.items(), lambda a: a.peak_per_second):
+            if act.count < 2:  # a single SYN says nothing about a flood
+                continue
+            svc = self.services.get((d, port)) or Service()
+            dst = book.text(d)
+            data: dict[str, object] = {
+                "source_ip": ctx.ips(svc.sources),
+                "destination_ip": dst,
+                "destination_port": port,
+                **act.fields("syn"),
+                "syn.sources": len(svc.sources),
+                "syn.answered": svc.synacks,
+                "syn.completed": svc.completed,
+                "syn.half_open_ratio": round(max(act.count - svc.completed, 0) / act.count, 4),
+            }
+            out.append(
+                (
+                    act.peak_per_second,
+                    ctx.observation("traffic.syn_flood", book.attribute(d), f"{dst}:{port}/tcp", data),
+                )
+            )
+        return largest(out)
+
+
+@dataclass(slots=True)
+class IcmpPeer:
+    max_bytes: int = 0
+    echo_requests: int = 0
+
+
+class IcmpDetector:
+    def __init__(self) -> None:
+        self.activity: BoundedTable[tuple[int, ...], Activity] = BoundedTable(Activity)
+        self.peers: BoundedTable[tuple[int, int], IcmpPeer] = BoundedTable(IcmpPeer)
+
+    def feed(self, p: Packets) -> None:
+        # Echo replies answer someone else's packets: counting them would blame the victim for the flood.
+        idx = np.flatnonzero(p.icmp & (p.icmp_type != 0) & (p.icmp_type != 129))
+        if idx.size:
+            src, dst = p.src[idx], p.dst[idx]
+            track_activity(self.activity, [src, dst], p.ts[idx])
+            echo = np.isin(p.icmp_type[idx], (8, 128)).astype(np.int64)
+            self._peers(src, dst, p.ip_len[idx], echo)
+        fragments = np.flatnonzero(p.icmp_fragment_end > 0)  # an oversized ICMP arrives fragmented
+        if fragments.size:
+            none = np.zeros(fragments.size, np.int64)
+            self._peers(p.src[fragments], p.dst[fragments], p.icmp_fragment_end[fragments], none)
+
+    def _peers(self, src: I64, dst: I64, size: I64, echo: I64) -> None:
+        g = group(src, dst)
+        for (s, d), biggest, n in zip(g.rows(), g.reduce_max(size).tolist(), g.reduce_sum(echo).tolist(), strict=True):
+            peer = self.peers.get((s, d))
+            if peer is not None:
+                peer.max_bytes = max(peer.max_bytes, int(biggest))
+                peer.echo_requests += int(n)
+
+    def observations(self, ctx: Context) -> list[Observation]:
+        book = ctx.book
+        out: list[tuple[float, Observation]] = []
+        for (s, d), peer in top_keys(self.peers.items(), lambda p: p.max_bytes + p.echo_requests):
+            act = self.activity.get((s, d)) or Activity()
+            src, dst = book.text(s), book.text(d)
+            data = {
+                "source_ip": src,
+                "destination_ip": dst,
+                **act.fields("icmp"),
+                "icmp.echo_requests": peer.echo_requests,
+                "icmp.max_bytes": peer.max_bytes,
+            }
+            obs = ctx.observation("traffic.icmp_flood", book.attribute(d, s), f"{src} -> {dst}/icmp", data)
+            out.append((act.peak_per_second + peer.max_bytes / 1e6, obs))
+        return largest(out)
