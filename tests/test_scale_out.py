@@ -1,0 +1,100 @@
+"""Three monitors, one registry, one Elasticsearch: each system is monitored by exactly one instance,
+and every finding arrives once (deterministic ids, no conflicting state)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sentinel.demo.estate import DemoEstate
+from tests.es_double import EsDouble
+
+NET = "127.83.0"
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Iterator[DemoEstate]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    est = DemoEstate(tmp_path / "estate", net=NET)
+    asyncio.run_coroutine_threadsafe(est.start(), loop).result(30)
+    try:
+        yield est
+    finally:
+        asyncio.run_coroutine_threadsafe(est.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def sentinel(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sentinel", *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def test_three_shards_cover_the_estate_once(estate: DemoEstate, tmp_path: Path) -> None:
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(estate.registry_yaml(), encoding="utf-8")
+    assert estate.ca is not None
+    collectors = {
+        "ca_file": str(estate.ca.files.cert),
+        "connect_timeout": 1.0,
+        "per_target_rate": 50,
+        "per_target_burst": 20,
+        "probes": ["tcp_ports", "http", "tls"],
+    }
+    with EsDouble() as double:
+        env = {
+            **os.environ,
+            "SENTINEL_ELASTICSEARCH_URL": double.url,
+            "SENTINEL_ELASTICSEARCH_OUTBOX_MIN_FREE_BYTES": "0",
+        }
+        assert sentinel("es", "setup", env=env).returncode == 0
+        owned: dict[int, set[str]] = {}
+        for shard in (1, 2, 3):
+            config = tmp_path / f"s{shard}.yaml"
+            config.write_text(
+                yaml.safe_dump(
+                    {"registry": str(registry), "store": str(tmp_path / f"s{shard}.db"), "collectors": collectors}
+                ),
+                encoding="utf-8",
+            )
+            listed = sentinel("registry", "list", str(registry), "--shard", f"{shard}/3", "--format", "ids", env=env)
+            owned[shard] = set(listed.stdout.split())
+            scan = sentinel("scan", "--config", str(config), "--shard", f"{shard}/3", "--format", "json", env=env)
+            assert scan.returncode == 0, scan.stderr
+            ship = sentinel("es", "ship", "--store", str(tmp_path / f"s{shard}.db"), env=env)
+            assert ship.returncode == 0, ship.stdout + ship.stderr
+        # Every system is owned by exactly one shard, and each store holds only its own systems.
+        all_ids = {s["id"] for s in yaml.safe_load(registry.read_text())["systems"]}
+        assert set().union(*owned.values()) == all_ids
+        assert sum(len(v) for v in owned.values()) == len(all_ids)
+        for shard, ids in owned.items():
+            db = sqlite3.connect(tmp_path / f"s{shard}.db")
+            observed = {r[0] for r in db.execute("SELECT DISTINCT system_id FROM observations_latest")}
+            stored = [r[0] for r in db.execute("SELECT id FROM findings")]
+            db.close()
+            assert observed == ids, (shard, observed, ids)
+            assert stored or not ids, shard  # every system of the demo estate has at least one finding
+        # Elasticsearch holds each finding once, from the one shard that owns its system.
+        latest = double.docs("sentinel-findings-latest")
+        per_shard = {}
+        for shard in (1, 2, 3):
+            db = sqlite3.connect(tmp_path / f"s{shard}.db")
+            per_shard[shard] = {r[0] for r in db.execute("SELECT id FROM findings")}
+            db.close()
+        assert set(latest) == set().union(*per_shard.values())
+        assert sum(len(v) for v in per_shard.values()) == len(latest)  # no finding in two shards
+        assert double.count("sentinel-findings-history") == len(latest)
+        systems = {doc["sentinel"]["system"]["id"] for doc in latest.values()}
+        assert {"city-portal", "district-portal", "street-records", "district-permits"} <= systems
