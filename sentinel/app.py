@@ -109,16 +109,23 @@ class Sentinel:
         _ = self.registry, self.rules, self.sinks, self.exceptions
         build_probes(self.settings.collectors)
 
-    async def sweep(self) -> SweepOutcome:
+    async def sweep(self, net: ScopedNetwork | None = None) -> SweepOutcome:
+        """One sweep. `net` lets a long-running monitor share one rate limiter and circuit breaker
+        across sweeps, so slices and probes running side by side never exceed a target's budget."""
         self.validate()
         planned = self.plan()
         started = self.clock()
         # The audit record goes in before the first packet.
         sweep_id = self.store.start_sweep(started, self.settings.actor, self.settings.fingerprint(), len(planned))
-        net = ScopedNetwork(self.registry.scope, self.settings.collectors)
-        observations = await run_sweep_jobs(
-            planned, net, self.settings.collectors.max_jobs, self.settings.collectors.job_timeout
-        )
+        own = net is None
+        net = net or ScopedNetwork(self.registry.scope, self.settings.collectors)
+        try:
+            observations = await run_sweep_jobs(
+                planned, net, self.settings.collectors.max_jobs, self.settings.collectors.job_timeout
+            )
+        finally:
+            if own:  # a shared network belongs to the monitor, which closes it
+                await net.close()
         finished = self.clock()
         with self.store.transaction():
             self.store.save_observations(observations)
@@ -150,7 +157,7 @@ class Sentinel:
         for sink in self.sinks:
             try:
                 sink.publish(outcome)
-            except OSError as exc:  # a sink failing must not lose the sweep: the store already has it
+            except Exception as exc:  # a sink failing must not lose the sweep: the store already has it
                 log.error("sink %s failed: %s", sink.name, exc)
         return outcome
 

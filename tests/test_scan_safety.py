@@ -145,6 +145,7 @@ async def test_nothing_reaches_out_of_scope_hosts(
     assert net.port_scan_method == "tcp-syn"
     with capture(tmp_path, f"host {IN_V4} or host {OUT_V4}") as cap:
         observations = await run_sweep_jobs(plan_sweep(load_registry(registry), probes), net, 32, 20)
+        await net.close()
     assert cap.packets(f"dst host {OUT_V4}") == []  # not one packet, of any protocol, to the out-of-scope host
     to_inside = cap.packets(f"dst host {IN_V4}")
     assert any("Flags [S]," in line for _, line in to_inside)  # positive control: the capture saw the SYN scan

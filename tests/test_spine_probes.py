@@ -179,3 +179,21 @@ async def test_tls_facts_from_real_handshakes(tmp_path: Path, runners: list[web.
     # Without the CA file the same chain does not validate.
     (untrusted,) = await run_probe(TlsProbe, system({"url": f"https://{IP}:{p_good}/"}))
     assert untrusted.data["chain.valid"] is False and "certificate" in untrusted.data["chain.error"]
+
+
+async def test_the_shared_http_session_refuses_out_of_scope_literals(runners: list[web.AppRunner]) -> None:
+    """aiohttp skips the resolver for IP literals; the session's request hook must still refuse them."""
+    from sentinel.collectors.network import OutOfScope
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(text="should not be reached")
+
+    runner, port = await serve(OTHER, ok)
+    runners.append(runner)
+    net = ScopedNetwork(SCOPE, SETTINGS)
+    try:
+        with pytest.raises(OutOfScope):
+            async with net.http_session().get(f"http://{OTHER}:{port}/"):
+                pass
+    finally:
+        await net.close()

@@ -175,3 +175,71 @@ def test_pages_in_headless_chromium(site: tuple[str, SqliteStore], tmp_path: Pat
             owner.screenshot(path=str(shots / "web-system-zh.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_api_writes_need_the_token_and_a_well_formed_body(site: tuple[str, SqliteStore]) -> None:
+    base, _ = site
+    _, everything = call(f"{base}/api/findings", "op-token")
+    fid = everything[0]["id"]
+    assert call(f"{base}/api/findings/{fid}/acknowledge", "op-token", [1])[0] == 400  # type: ignore[arg-type]
+    assert call(f"{base}/api/findings/{fid}/acknowledge", "op-token", {"reason": "x", "until": 5})[0] == 400
+    past = call(f"{base}/api/findings/{fid}/suppress", "op-token", {"reason": "x", "until": "2001-01-01"})
+    assert past[0] == 400 and "past" in past[1]["error"]
+    # A session cookie alone (what a same-site form could send) cannot act through the API.
+    login = urllib.request.Request(f"{base}/login", data=b"token=op-token", method="POST")
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    opener.open(login, timeout=10)
+    req = urllib.request.Request(
+        f"{base}/api/findings/{fid}/acknowledge",
+        data=b'{"reason": "x"}',
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        opener.open(req, timeout=10)
+    assert err.value.code == 401
+
+
+def test_redirect_after_an_action_stays_on_this_site() -> None:
+    from sentinel.web.server import _local_path
+
+    assert _local_path("/alerts?severity=high") == "/alerts?severity=high"
+    for hostile in ("//evil.example/x", "/\\evil.example", "https://evil.example/", "alerts", ""):
+        assert _local_path(hostile) == "/alerts"
+
+
+def test_users_must_be_distinct() -> None:
+    from pydantic import ValidationError
+
+    from sentinel.web.settings import WebSettings
+
+    with pytest.raises(ValidationError, match="unique"):
+        WebSettings.model_validate(
+            {
+                "users": [
+                    {"name": "bob", "role": "owner", "department": "A", "token": "a"},
+                    {"name": "bob", "role": "operator", "token": "b"},
+                ]
+            }
+        )
+    with pytest.raises(ValidationError, match="share a token"):
+        WebSettings.model_validate(
+            {"users": [{"name": "a", "role": "auditor", "token": "t"}, {"name": "b", "role": "operator", "token": "t"}]}
+        )
+
+
+def test_a_stale_copy_cannot_overwrite_a_newer_state(tmp_path: Path) -> None:
+    from sentinel.findings.lifecycle import InvalidTransitionError, LifecycleEvent
+
+    store = SqliteStore(tmp_path / "s.db")
+    rules = {r.id: r for r in RuleSet(load_rules([shipped_rules_dir()])).rules}
+    FindingTracker(store).apply(
+        [Verdict(rules["tls_cert_not_expired"], "portal", "t:443", True, {})], datetime.now(UTC)
+    )
+    (stale,) = store.list_findings()
+    other = SqliteStore(tmp_path / "s.db")
+    (fresh,) = other.list_findings()
+    FindingTracker(other).act(fresh, LifecycleEvent.RESOLVE, "alice", "fixed", datetime.now(UTC))
+    with pytest.raises(InvalidTransitionError):  # decided on the stored row (resolved), not the stale copy (open)
+        FindingTracker(store).act(stale, LifecycleEvent.ACKNOWLEDGE, "bob", "late", datetime.now(UTC))
+    assert store.get_finding(stale.id).status.value == "resolved"  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ import click
 import yaml
 
 from sentinel.cli.common import build_settings, settings_options
+from sentinel.redact import redact_url
 from sentinel.sinks.elasticsearch.settings import elasticsearch_settings, mask_url
 
 MASK = "********"
@@ -26,7 +27,7 @@ def mask_secrets(value: Any, key: str = "") -> Any:
     if value is not None and SECRET_KEY.search(key):
         return MASK
     if isinstance(value, str) and "://" in value:
-        return mask_url(value)
+        return redact_url(mask_url(value))
     return value
 
 

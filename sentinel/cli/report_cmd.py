@@ -65,6 +65,12 @@ def compliance(
         fws = [fw for fw in load_frameworks() if not frameworks or fw.framework in frameworks]
         if frameworks and not fws:
             raise click.BadParameter(f"no framework named {', '.join(frameworks)}", param_hint="--framework")
+        known_depts = {s.owner.department for s in registry.systems}
+        unknown = [d for d in department if d not in known_depts] + [
+            sid for sid in systems if registry.system(sid) is None
+        ]
+        if unknown:
+            raise click.BadParameter(f"not in the registry: {', '.join(unknown)}", param_hint="--department/--system")
         selected = [s.id for s in registry.systems if scope.selects(s)]
         verdicts = assess(app.store, registry, fws, now, rules=app.rules.rules, system_ids=selected)
         applies = {(fw.framework, s.id) for fw in fws for s in registry.systems if fw.applies_to.matches(s)}
@@ -90,6 +96,8 @@ def compliance(
                 cat.write_text(json.dumps(catalog(reqs), ensure_ascii=False, indent=2), encoding="utf-8")
         except ReportError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"{output}: cannot write: {exc.strerror or exc}") from None
     finally:
         app.close()
     counts = data.verdict_counts

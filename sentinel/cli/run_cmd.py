@@ -11,6 +11,7 @@ from aiohttp import web
 
 from sentinel.cli.common import EXIT_OK, build_settings, settings_options, shard_option
 from sentinel.config.settings import Settings
+from sentinel.exporter import parse_listen
 from sentinel.runtime.logs import configure_logging
 from sentinel.runtime.monitor import Monitor
 from sentinel.web.listener import build_listener
@@ -42,6 +43,11 @@ def run(
     no_listen: bool,
 ) -> int:
     """Monitor continuously until SIGTERM/SIGINT; SIGHUP or a changed file reloads registry and rules."""
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--listen") from None
     configure_logging(logging.INFO)
     flags = {"registry": registry_path, "store": store, "serve": {"listen": listen} if listen else None}
 
@@ -54,5 +60,10 @@ def run(
         shard=shard,
         listener=None if no_listen else monitor_listener,
     )
-    code = asyncio.run(monitor.run())
+    try:
+        code = asyncio.run(monitor.run())
+    except OSError as exc:  # the listen address is taken or not ours
+        raise click.ClickException(
+            f"cannot listen on {monitor.current.settings.serve.listen}: {exc.strerror or exc}"
+        ) from None
     return code or EXIT_OK

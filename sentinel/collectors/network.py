@@ -296,7 +296,8 @@ class ScopedNetwork:
 
     # -- HTTP -----------------------------------------------------------------------------
     def http_session(self) -> aiohttp.ClientSession:
-        """One shared session; its resolver refuses out-of-scope names and addresses."""
+        """One shared session. Its resolver refuses out-of-scope names and addresses, and a request hook
+        refuses out-of-scope IP literals, which aiohttp connects to without asking the resolver."""
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 resolver=_ScopedResolver(self),
@@ -304,12 +305,27 @@ class ScopedNetwork:
                 ssl=False,
                 force_close=True,
             )
+            trace = aiohttp.TraceConfig()
+            trace.on_request_start.append(self._check_request)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"User-Agent": self.user_agent},
                 auto_decompress=True,
+                trace_configs=[trace],
             )
         return self._session
+
+    async def _check_request(
+        self, _session: aiohttp.ClientSession, _ctx: object, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        host = (params.url.host or "").strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not self.scope.allows_name(host):
+                raise OutOfScope(f"host name {host or '(none)'} is outside the declared scope") from None
+            return  # the scoped resolver checks the addresses it resolves to
+        self.check_address(host)
 
     async def close(self) -> None:
         for engine in (self._syn, self._icmp):

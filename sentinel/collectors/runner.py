@@ -72,8 +72,5 @@ async def run_sweep_jobs(
         async with slots:
             return await run_job(p, net, job_timeout)
 
-    try:
-        results = await asyncio.gather(*(bounded(p) for p in planned))
-    finally:
-        await net.close()
+    results = await asyncio.gather(*(bounded(p) for p in planned))
     return [obs for batch in results for obs in batch]

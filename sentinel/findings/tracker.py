@@ -144,14 +144,19 @@ class FindingTracker:
         now: datetime,
         until: datetime | None = None,
     ) -> None:
-        old = f.status
-        f.status = next_status(old, event)
-        f.status_reason, f.status_by = reason, actor
-        f.suppressed_until = until if event == LifecycleEvent.SUPPRESS else None
-        if f.status == FindingStatus.RESOLVED:
-            f.resolved_at = now
-        elif event in (LifecycleEvent.REOPEN, LifecycleEvent.UNSUPPRESS):
-            f.resolved_at = None
+        # Decide on the row as it is now, inside the write transaction: the caller's copy may be stale
+        # (another operator, or a sweep, may have changed it since it was read).
         with self.store.transaction():
-            self.store.save_findings([f])
-            self.store.add_events([(f.id, now, actor, old.value, f.status.value, reason)])
+            current = self.store.get_finding(f.id) or f
+            old = current.status
+            current.status = next_status(old, event)
+            current.status_reason, current.status_by = reason, actor
+            current.suppressed_until = until if event == LifecycleEvent.SUPPRESS else None
+            if current.status == FindingStatus.RESOLVED:
+                current.resolved_at = now
+            elif event in (LifecycleEvent.REOPEN, LifecycleEvent.UNSUPPRESS):
+                current.resolved_at = None
+            self.store.save_findings([current])
+            self.store.add_events([(f.id, now, actor, old.value, current.status.value, reason)])
+        for name in f.__slots__:
+            setattr(f, name, getattr(current, name))

@@ -22,6 +22,7 @@ from urllib.parse import quote_plus
 
 from sentinel import __version__
 from sentinel.notify.settings import SmtpSettings, WebhookSettings
+from sentinel.redact import redact_url
 
 
 class DeliveryError(Exception):
@@ -119,5 +120,5 @@ def post_webhook(hook: WebhookSettings, subject: str, markdown: str, payload: di
 
 
 def redact(url: str) -> str:
-    """Robot URLs carry their key in the query: never log it."""
-    return url.split("?", 1)[0] + ("?…" if "?" in url else "")
+    """Robot URLs carry their key in the query or the path: never log it."""
+    return redact_url(url)

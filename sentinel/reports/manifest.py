@@ -50,10 +50,14 @@ def write_manifest(report: ReportData, output: Path, fmt: str) -> Path:
 
 def verify_manifest(manifest_path: Path) -> list[str]:
     """Problems found (empty: the report file matches its manifest)."""
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    report_file = manifest_path.with_name(manifest["report"]["file"])
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        report_file = manifest_path.with_name(str(manifest["report"]["file"]))
+        expected = str(manifest["report"]["sha256"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        return [f"{manifest_path}: not a Sentinel report manifest ({type(exc).__name__}: {exc})"]
     if not report_file.exists():
         return [f"{report_file}: missing"]
-    if file_digest(report_file) != manifest["report"]["sha256"]:
+    if file_digest(report_file) != expected:
         return [f"{report_file}: SHA-256 does not match the manifest (the report was changed)"]
     return []

@@ -22,6 +22,7 @@ from pathlib import Path
 from aiohttp import web
 
 from sentinel.app import Sentinel
+from sentinel.collectors.network import ScopedNetwork
 from sentinel.config.settings import Settings
 from sentinel.engine.loader import load_rules, rule_files
 from sentinel.engine.paths import shipped_rules_dir
@@ -50,6 +51,13 @@ class Loaded:
     settings: Settings
     registry: Registry
     files: dict[Path, float] = field(default_factory=dict)
+    #: one door for every probe and slice: shared rate limits, concurrency caps and circuit breaker
+    net: ScopedNetwork | None = None
+
+    def network(self) -> ScopedNetwork:
+        if self.net is None:
+            self.net = ScopedNetwork(self.registry.scope, self.settings.collectors)
+        return self.net
 
 
 def _mtimes(paths: list[Path]) -> dict[Path, float]:
@@ -102,9 +110,17 @@ class Monitor:
                 log.error("reload rejected: %s", problem)
             log.error("keeping the running configuration (%d systems)", len(self.current.registry.systems))
             return False
-        self.current = fresh
+        old, self.current = self.current, fresh
+        if old.net is not None:
+            asyncio.get_running_loop().create_task(self._close_later(old.net))
         log.info("configuration reloaded: %d systems", len(fresh.registry.systems))
         return True
+
+    async def _close_later(self, net: ScopedNetwork) -> None:
+        """Close a replaced network once the slices still using it have had time to finish."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), self.current.settings.run.shutdown_grace)
+        await net.close()
 
     def _changed(self) -> bool:
         return _mtimes(list(self.current.files)) != self.current.files
@@ -139,9 +155,12 @@ class Monitor:
         )
         app = Sentinel(settings, registry=registry)
         try:
-            outcome = await app.sweep()
+            outcome = await app.sweep(net=loaded.network())
         except SentinelError as exc:
             log.error("sweep of %s slice %d/%d failed: %s", probe, index, slices, exc)
+            return
+        except Exception:  # a bug must not silently end this probe's loop: log it and try the next slice
+            log.exception("sweep of %s slice %d/%d failed", probe, index, slices)
             return
         finally:
             app.close()
@@ -269,6 +288,7 @@ class Monitor:
         tasks = [asyncio.create_task(self._probe_loop(p), name=f"probe:{p}") for p in self._probe_names()]
         tasks += [
             asyncio.create_task(self._notify_loop(), name="notify"),
+            asyncio.create_task(self._ship_loop(), name="ship"),
             asyncio.create_task(self._reload_loop(), name="reload"),
             asyncio.create_task(self._sniff_loop(), name="sniff"),
         ]
@@ -280,6 +300,8 @@ class Monitor:
         await asyncio.gather(*pending, return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
+        if self.current.net is not None:
+            await self.current.net.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("stopped after %d sweeps", self.sweeps_done)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class SniffSettings(BaseModel):
@@ -38,3 +38,5 @@ class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     listen: str = "127.0.0.1:9108"
+    #: when set, /metrics and /probe need `Authorization: Bearer TOKEN` (they show every department's systems)
+    metrics_token: SecretStr | None = None

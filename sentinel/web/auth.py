@@ -85,9 +85,12 @@ class User(BaseModel):
 
 class Authenticator:
     def __init__(self, users: list[UserSettings], secret: bytes | None = None, session_seconds: int = 8 * 3600) -> None:
+        tokens = [u.resolve_token() for u in users]
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("users: two users share a token; every user needs their own")
         self._by_token_hash = {
-            hashlib.sha256(u.resolve_token().encode()).digest(): User(name=u.name, role=u.role, department=u.department)
-            for u in users
+            hashlib.sha256(token.encode()).digest(): User(name=u.name, role=u.role, department=u.department)
+            for u, token in zip(users, tokens, strict=True)
         }
         self._by_name = {u.name: u for u in self._by_token_hash.values()}
         self._secret = secret or secrets.token_bytes(32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ from aiohttp import web
 from sentinel.config.settings import Settings
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
+from sentinel.errors import InputError, Problem
 from sentinel.exporter.blackbox import ProbeRequestError, probe_families
 from sentinel.exporter.collector import FamilySource, StoreExporter
 from sentinel.exporter.family import render_families
@@ -25,10 +27,16 @@ log = logging.getLogger(__name__)
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def add_metrics_routes(app: web.Application, exporter: StoreExporter) -> None:
+def add_metrics_routes(app: web.Application, exporter: StoreExporter, token: str | None = None) -> None:
     """Prometheus exposition and the blackbox-compatible /probe, rendered off the event loop."""
 
-    async def metrics(_: web.Request) -> web.Response:
+    def allowed(request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "")
+        return token is None or hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    async def metrics(request: web.Request) -> web.Response:
+        if not allowed(request):
+            return web.Response(status=401, text="metrics need Authorization: Bearer TOKEN (serve.metrics_token)")
         try:
             body = await asyncio.to_thread(exporter.render)
         except sqlite3.Error as exc:
@@ -37,6 +45,9 @@ def add_metrics_routes(app: web.Application, exporter: StoreExporter) -> None:
         return web.Response(body=body, headers={"Content-Type": METRICS_TYPE})
 
     async def probe(request: web.Request) -> web.Response:
+        if not allowed(request):
+            return web.Response(status=401, text="/probe needs Authorization: Bearer TOKEN (serve.metrics_token)")
+
         def render() -> bytes:
             with exporter.lock:
                 families = probe_families(
@@ -68,7 +79,10 @@ def build_listener(
     current = registry()
     if current is not None:
         web_store = SqliteStore(settings.store)
-        auth = Authenticator(list(settings.web.users), session_seconds=int(settings.web.session_hours * 3600))
+        try:
+            auth = Authenticator(list(settings.web.users), session_seconds=int(settings.web.session_hours * 3600))
+        except ValueError as exc:  # a token file or variable that cannot be read
+            raise InputError([Problem("settings", None, f"web.{exc}")]) from None
         add_web_routes(app, WebContext(web_store, lambda: registry() or current, auth, settings.web.language, ready))
         app.on_cleanup.append(_closer(web_store))
     metrics_store = SqliteStore(settings.store)  # its own connection: scrapes render in worker threads
@@ -80,7 +94,8 @@ def build_listener(
         rules = load_rules(list(settings.rules) or [shipped_rules_dir()])
         compliance = ComplianceFamilies(settings.store, current, rules, interval=compliance_interval)
         live.append(compliance)
-    add_metrics_routes(app, StoreExporter(metrics_store, current, live))
+    token = settings.serve.metrics_token.get_secret_value() if settings.serve.metrics_token else None
+    add_metrics_routes(app, StoreExporter(metrics_store, current, live), token)
     if compliance is not None:
         started = compliance
 

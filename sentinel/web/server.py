@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -275,6 +275,8 @@ def _act(ctx: WebContext, user: User, finding: Finding, action: str, reason: str
         except ValueError:
             return f"'{until}' is not an ISO date"
         expiry = expiry if expiry.tzinfo else expiry.replace(tzinfo=UTC)
+        if expiry <= datetime.now(UTC):
+            return f"'{until}' is in the past"
     try:
         ctx.tracker.act(finding, event, user.name, reason.strip(), datetime.now(UTC), expiry)
     except InvalidTransitionError as exc:
@@ -300,11 +302,17 @@ async def act_form(request: web.Request) -> web.StreamResponse:
         str(form.get("reason", "")),
         str(form.get("until") or "") or None,
     )
-    target = str(form.get("next") or "/alerts")
-    if not target.startswith("/"):
-        target = "/alerts"
+    target = _local_path(str(form.get("next") or ""))
     flash = error or translator(_lang(request))["done"]
     raise web.HTTPSeeOther(target + ("&" if "?" in target else "?") + "flash=" + quote(flash))
+
+
+def _local_path(target: str) -> str:
+    """Only a path on this site: never a scheme, a host, or a protocol-relative '//host' (open redirect)."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/alerts"
+    return target
 
 
 # -- API -----------------------------------------------------------------------------------------
@@ -328,6 +336,9 @@ async def api_finding(request: web.Request) -> web.Response:
 
 async def api_act(request: web.Request) -> web.Response:
     ctx, user = request.app[CTX_KEY], request[USER_KEY]
+    if not request.headers.get("Authorization", "").startswith("Bearer "):
+        # A session cookie rides along on any same-site request; API writes need the token itself (no CSRF).
+        return web.json_response({"error": "API actions need Authorization: Bearer TOKEN"}, status=401)
     if not user.can(Permission.ACT):
         return _forbid(request, f"role {user.role.value} cannot act on findings")
     finding = _find(ctx, user, request.match_info["finding_id"])
@@ -335,8 +346,10 @@ async def api_act(request: web.Request) -> web.Response:
         return web.json_response({"error": "no such finding"}, status=404)
     try:
         body = await request.json()
-    except json.JSONDecodeError:
-        return web.json_response({"error": "body must be JSON: {reason, until?}"}, status=400)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("until", ""), str | None):
+        return web.json_response({"error": "body must be a JSON object: {reason, until?}"}, status=400)
     error = _act(ctx, user, finding, request.match_info["action"], str(body.get("reason", "")), body.get("until"))
     if error:
         return web.json_response({"error": error}, status=409 if "cannot" in error else 400)
