@@ -274,6 +274,8 @@ def _action(event: LifecycleEvent, help_text: str, with_until: bool = False) -> 
         store: Path | None,
         until: str | None = None,
     ) -> int:
+        if not reason.strip():
+            raise click.BadParameter("say why (it goes into the audit log)", param_hint="--reason")
         app = build_app(config_file, store=store, actor=actor)
         f = _resolve_id(app, finding_id)
         expiry = parse_when(until)

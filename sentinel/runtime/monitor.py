@@ -85,6 +85,7 @@ class Monitor:
         self.sweeps_done = 0
         self.ready = False
         self._reload_requested = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- configuration --------------------------------------------------------------------------
     def _load(self) -> Loaded:
@@ -114,6 +115,12 @@ class Monitor:
         if old.net is not None:
             asyncio.get_running_loop().create_task(self._close_later(old.net))
         log.info("configuration reloaded: %d systems", len(fresh.registry.systems))
+        for probe in self._probe_names():  # a probe added by the reload starts now
+            task = self._tasks.get(probe)
+            if task is None or task.done():
+                self._tasks[probe] = asyncio.get_running_loop().create_task(
+                    self._probe_loop(probe), name=f"probe:{probe}"
+                )
         return True
 
     async def _close_later(self, net: ScopedNetwork) -> None:
@@ -131,6 +138,9 @@ class Monitor:
 
     async def _probe_loop(self, probe: str) -> None:
         while not self.stopping.is_set():
+            if probe not in self._probe_names():
+                log.info("probe %s is no longer configured; its loop ends", probe)
+                return
             loaded = self.current
             run = loaded.settings.run
             interval = run.intervals.get(probe, run.default_interval)
@@ -285,8 +295,8 @@ class Monitor:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         runner = await self._start_listener()
-        tasks = [asyncio.create_task(self._probe_loop(p), name=f"probe:{p}") for p in self._probe_names()]
-        tasks += [
+        self._tasks = {p: asyncio.create_task(self._probe_loop(p), name=f"probe:{p}") for p in self._probe_names()}
+        tasks = [
             asyncio.create_task(self._notify_loop(), name="notify"),
             asyncio.create_task(self._ship_loop(), name="ship"),
             asyncio.create_task(self._reload_loop(), name="reload"),
@@ -294,6 +304,7 @@ class Monitor:
         ]
         log.info("monitoring %d systems with %s", len(self.current.registry.systems), ", ".join(self._probe_names()))
         await self.stopping.wait()
+        tasks += list(self._tasks.values())
         _, pending = await asyncio.wait(tasks, timeout=self.current.settings.run.shutdown_grace)
         for task in pending:
             task.cancel()
