@@ -7,11 +7,12 @@ scope, rate limits, concurrency and timeouts are enforced (one place, not one pe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sentinel.models import Observation
+from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.models import System
 
 if TYPE_CHECKING:
@@ -53,6 +54,21 @@ class Probe(ABC):
     @abstractmethod
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         """Run one job; a target that misbehaves yields error observations, never an exception."""
+
+    def observation(
+        self, job: ProbeJob, at: datetime, data: Mapping[str, Any], error: str | None = None
+    ) -> Observation:
+        """An observation of this probe's kind about the job's target; an `error` makes it an error observation."""
+        return Observation(
+            kind=self.kind,
+            system_id=job.system_id,
+            target=job.target,
+            observed_at=at,
+            probe=self.name,
+            status=ObservationStatus.ERROR if error else ObservationStatus.OK,
+            data=data,
+            error=error,
+        )
 
     def budget(self, job: ProbeJob) -> int:
         """Connections this job may open (for dry runs and planning)."""

@@ -15,7 +15,7 @@ import aiohttp
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.http_fetch import read_at_most
 from sentinel.collectors.network import OutOfScope, ScopedNetwork, jsonable_headers
-from sentinel.models import Observation, ObservationStatus
+from sentinel.models import Observation
 from sentinel.registry.models import System
 
 
@@ -87,13 +87,13 @@ class HttpProbe(Probe):
                         "body_sha256": hashlib.sha256(body).hexdigest(),
                         "body_truncated": more,
                     }
-                    return [self._obs(job, started, data)]
+                    return [self.observation(job, started, data)]
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 net.report_failure(address)
                 kind = "timeout" if isinstance(exc, TimeoutError | asyncio.TimeoutError) else "connect"
                 reason = "timed out" if kind == "timeout" else (str(exc) or type(exc).__name__)[:300]
                 data = {**base, "reachable": False, "error_kind": kind, "redirects": chain, "failed_url": url}
-                return [self._obs(job, started, data, error=f"{url}: {reason}")]
+                return [self.observation(job, started, data, error=f"{url}: {reason}")]
         # Redirect limit reached, or the next hop was out of scope: report what was seen.
         data = {
             **base,
@@ -106,16 +106,4 @@ class HttpProbe(Probe):
             "redirects_to_https": urlsplit(url).scheme == "https",
             "redirect_limit": "redirect.out_of_scope" not in base,
         }
-        return [self._obs(job, started, data)]
-
-    def _obs(self, job: ProbeJob, at: datetime, data: dict[str, Any], error: str | None = None) -> Observation:
-        return Observation(
-            kind=self.kind,
-            system_id=job.system_id,
-            target=job.target,
-            observed_at=at,
-            probe=self.name,
-            status=ObservationStatus.ERROR if error else ObservationStatus.OK,
-            data=data,
-            error=error,
-        )
+        return [self.observation(job, started, data)]

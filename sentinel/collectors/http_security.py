@@ -26,7 +26,7 @@ from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.html_analysis import decode_html
 from sentinel.collectors.http_fetch import Fetched, scoped_get
 from sentinel.collectors.network import CircuitOpen, ScopedNetwork
-from sentinel.models import Observation, ObservationStatus
+from sentinel.models import Observation
 from sentinel.registry.models import System
 
 PAGE_READ_BYTES = 65_536
@@ -278,7 +278,7 @@ class HttpSecurityProbe(Probe):
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
             reason = "timed out" if kind == "timeout" else (str(exc) or type(exc).__name__)[:300]
-            return [self._obs(job, started, {**base, "error_kind": kind}, error=f"{job.url}: {reason}")]
+            return [self.observation(job, started, {**base, "error_kind": kind}, error=f"{job.url}: {reason}")]
         scheme = urlsplit(page.url).scheme
         data: dict[str, Any] = {
             **base,
@@ -294,7 +294,7 @@ class HttpSecurityProbe(Probe):
         data["disclosure.version_disclosed"] = bool(versions)
         if page.out_of_scope_redirect is None:
             data.update(await self._paths(net, page))
-        return [self._obs(job, started, data)]
+        return [self.observation(job, started, data)]
 
     async def _paths(self, net: ScopedNetwork, page: Fetched) -> dict[str, Any]:
         """Directory listings and exposed sensitive paths at the root of the final URL's site."""
@@ -357,15 +357,3 @@ class HttpSecurityProbe(Probe):
             "dirlist.urls": listings[:MAX_REPORTED],
             "dirlist.count": len(listings) if observed else None,
         }
-
-    def _obs(self, job: ProbeJob, at: datetime, data: dict[str, Any], error: str | None = None) -> Observation:
-        return Observation(
-            kind=self.kind,
-            system_id=job.system_id,
-            target=job.target,
-            observed_at=at,
-            probe=self.name,
-            status=ObservationStatus.ERROR if error else ObservationStatus.OK,
-            data=data,
-            error=error,
-        )

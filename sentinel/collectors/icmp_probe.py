@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.capabilities import RawSocketsUnavailableError
 from sentinel.collectors.network import ScopedNetwork
-from sentinel.models import Observation, ObservationStatus
+from sentinel.models import Observation
 from sentinel.registry.models import System
 
 
@@ -30,18 +30,6 @@ class IcmpEchoProbe(Probe):
         try:
             rtt = await net.icmp_echo(address)
         except RawSocketsUnavailableError as exc:
-            return [self._obs(job, now, {**base, "error_kind": "unsupported"}, error=str(exc))]
+            return [self.observation(job, now, {**base, "error_kind": "unsupported"}, error=str(exc))]
         data = {**base, "reachable": rtt is not None, "rtt_ms": round(rtt, 3) if rtt is not None else None}
-        return [self._obs(job, now, data)]
-
-    def _obs(self, job: ProbeJob, at: datetime, data: dict[str, object], error: str | None = None) -> Observation:
-        return Observation(
-            kind=self.kind,
-            system_id=job.system_id,
-            target=job.target,
-            observed_at=at,
-            probe=self.name,
-            status=ObservationStatus.ERROR if error else ObservationStatus.OK,
-            data=data,
-            error=error,
-        )
+        return [self.observation(job, now, data)]

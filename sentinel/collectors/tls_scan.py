@@ -53,7 +53,7 @@ from sentinel.collectors.tlswire import (
 from sentinel.collectors.tlswire.chain import chain_facts, load_anchors
 from sentinel.collectors.tlswire.suites import LEGACY_SUITES, TLS13_SUITES, suites_in
 from sentinel.config.settings import CollectorSettings
-from sentinel.models import Observation, ObservationStatus
+from sentinel.models import Observation
 from sentinel.registry.models import System, is_ip
 
 #: accepted suites looked for per weak family (each acceptance costs one more connection)
@@ -146,7 +146,7 @@ class TlsScanProbe(Probe):
             kind = kinds.most_common(1)[0][0] or "connect"
             reason = next(a.error for a in sweep if a.error_kind == kind)
             return [
-                self._observation(
+                self.observation(
                     job, now, {**base, "error_kind": kind, "scan.connections": exchange.connections}, reason
                 )
             ]
@@ -172,7 +172,7 @@ class TlsScanProbe(Probe):
         data.update(self._certificate_facts(ders, job.host, now))
         data["scan.connections"] = exchange.connections
         data["scan.errors"] = exchange.errors[:10]
-        return [self._observation(job, now, data)]
+        return [self.observation(job, now, data)]
 
     def _certificate_facts(self, ders: list[bytes], host: str, now: datetime) -> dict[str, Any]:
         if not ders:
@@ -189,18 +189,6 @@ class TlsScanProbe(Probe):
         if self._anchor_error:
             out["chain.trust_error"] = self._anchor_error
         return out
-
-    def _observation(self, job: ProbeJob, now: datetime, data: dict[str, Any], error: str | None = None) -> Observation:
-        return Observation(
-            kind=self.kind,
-            system_id=job.system_id,
-            target=job.target,
-            observed_at=now,
-            probe=self.name,
-            status=ObservationStatus.ERROR if error else ObservationStatus.OK,
-            data=data,
-            error=error,
-        )
 
 
 def ocsp_facts(der: bytes) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from sentinel.collectors.http_fetch import scoped_get
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError, Problem
-from sentinel.models import Observation, ObservationStatus
+from sentinel.models import Observation
 from sentinel.registry.models import System
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class WebIntegrityProbe(Probe):
         try:
             link_keywords, sensitive_keywords = self.keywords()
         except InputError as exc:
-            return [self._obs(job, started, {**base, "error_kind": "internal"}, error=str(exc)[:300])]
+            return [self.observation(job, started, {**base, "error_kind": "internal"}, error=str(exc)[:300])]
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout, sock_connect=self.settings.connect_timeout)
         limit = min(self.settings.max_body_bytes, self.settings.web_page_bytes)
         try:
@@ -102,18 +102,18 @@ class WebIntegrityProbe(Probe):
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
             reason = "timed out" if kind == "timeout" else (str(exc) or type(exc).__name__)[:300]
-            return [self._obs(job, started, {**base, "error_kind": kind}, error=f"{job.url}: {reason}")]
+            return [self.observation(job, started, {**base, "error_kind": kind}, error=f"{job.url}: {reason}")]
         content_type = page.headers.get("content-type", "")
         if page.out_of_scope_redirect is not None:
             data = {**base, "error_kind": "out_of_scope", "status_code": page.status}
             where = page.out_of_scope_redirect[:MAX_URL_CHARS]
             reason = f"{page.url[:MAX_URL_CHARS]}: redirects to {where}, outside the declared scope; not followed"
-            return [self._obs(job, started, data, error=reason)]
+            return [self.observation(job, started, data, error=reason)]
         if page.status != 200 or (content_type and "html" not in content_type.lower()):
             # An error page or a non-HTML answer says nothing about the page's content: report it, no facts.
             data = {**base, "error_kind": "protocol", "status_code": page.status, "content_type": content_type[:100]}
             return [
-                self._obs(
+                self.observation(
                     job,
                     started,
                     data,
@@ -154,16 +154,4 @@ class WebIntegrityProbe(Probe):
             "scripts.external_hosts": list(analysis.script_hosts[:MAX_HOSTS_REPORTED]),
             "iframes.external_hosts": list(analysis.iframe_hosts[:MAX_HOSTS_REPORTED]),
         }
-        return [self._obs(job, started, data)]
-
-    def _obs(self, job: ProbeJob, at: datetime, data: dict[str, Any], error: str | None = None) -> Observation:
-        return Observation(
-            kind=self.kind,
-            system_id=job.system_id,
-            target=job.target,
-            observed_at=at,
-            probe=self.name,
-            status=ObservationStatus.ERROR if error else ObservationStatus.OK,
-            data=data,
-            error=error,
-        )
+        return [self.observation(job, started, data)]
