@@ -7,6 +7,7 @@ past `max_v6` distinct addresses the rest share one overflow id), so every detec
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import numpy as np
 import numpy.typing as npt
@@ -55,7 +56,7 @@ class AddressBook:
 
     def text(self, aid: int) -> str:
         if aid < V6_BASE:
-            return str(ipaddress.IPv4Address(aid))
+            return socket.inet_ntoa(aid.to_bytes(4, "big"))  # as str(IPv4Address), ~20x faster
         index = aid - V6_BASE
         if index < len(self._v6_list):
             return str(ipaddress.IPv6Address(self._v6_list[index]))

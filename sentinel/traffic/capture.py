@@ -16,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-CHUNK = 8 * 1024 * 1024
+CHUNK = 4 * 1024 * 1024  # measured: 4 MB is as fast as 8-32 MB (cache-friendlier) with less memory
 #: Larger than any real snap length; a record claiming more means the file is corrupt.
 MAX_RECORD = 1 << 20
 PCAP_MAGICS = {
@@ -38,9 +38,12 @@ class CaptureError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RecordBatch:
-    """Records of one chunk: `buf` holds them, `data` is where each packet's bytes start."""
+    """Records of one chunk: `buf` holds them, `data` is where each packet's bytes start.
 
-    buf: bytes
+    `buf` may be a view of the reader's reused buffer: it is valid until the next batch is read.
+    """
+
+    buf: bytes | memoryview
     data: I64
     caplen: I64
     wirelen: I64
@@ -51,15 +54,6 @@ class RecordBatch:
         return int(self.data.size)
 
 
-def gather_u32(arr: npt.NDArray[np.uint8], idx: I64, order: str) -> I64:
-    """Unaligned 32-bit reads at each index (indices must leave 4 bytes in `arr`)."""
-    if idx.size == 0:
-        return np.zeros(0, np.int64)
-    raw = arr[idx[:, None] + np.arange(4)]
-    values: I64 = raw.view(order + "u4").ravel().astype(np.int64)
-    return values
-
-
 def open_capture(path: Path) -> BinaryIO:
     raw = path.open("rb")
     head = raw.read(2)
@@ -67,6 +61,31 @@ def open_capture(path: Path) -> BinaryIO:
     if head == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     return raw
+
+
+class _Window:
+    """One read buffer reused for every chunk: the unread tail of the last chunk, then the next chunk.
+
+    Reading into the same memory avoids allocating (and page-faulting) two fresh chunk-sized
+    buffers per chunk, which costs more than the record walk itself.
+    """
+
+    def __init__(self, f: BinaryIO, chunk: int, head: bytes) -> None:
+        self.f, self.chunk = f, chunk
+        self.store = bytearray(chunk + MAX_RECORD + 1024 + len(head))
+        self.store[: len(head)] = head
+        self.kept = len(head)  # bytes at the front of `store` carried over from the last chunk
+
+    def fill(self) -> tuple[memoryview, int]:
+        """The carried-over bytes plus the next chunk, and how many bytes were read (0 at the end)."""
+        got = self.f.readinto(memoryview(self.store)[self.kept : self.kept + self.chunk])  # type: ignore[attr-defined]
+        return memoryview(self.store)[: self.kept + got], got
+
+    def keep(self, buf: memoryview, pos: int) -> None:
+        """Carry buf[pos:] (an incomplete record) to the front for the next fill."""
+        tail = len(buf) - pos
+        self.store[:tail] = buf[pos:]
+        self.kept = tail
 
 
 class CaptureReader:
@@ -100,56 +119,64 @@ class CaptureReader:
         if len(rest) < 20:
             raise CaptureError("pcap file header is truncated")
         linktype = struct.unpack(order + "I", rest[16:20])[0] & 0x0FFFFFFF
-        incl_at = struct.Struct(order + "I").unpack_from
-        carry = b""
-        offset = 24  # file offset of carry[0], for error messages
+        incl_at = struct.Struct(order + "8xI").unpack_from
+        u32 = np.dtype(order + "u4")
+        window = _Window(f, self.chunk, b"")
+        offset = 24  # file offset of buf[0], for error messages
         while True:
-            chunk = f.read(self.chunk)
-            buf = carry + chunk if carry else chunk
+            buf, got = window.fill()
             n = len(buf)
+            # The only sequential step: follow the length fields. The chain runs one step past the
+            # last whole record (until a header cannot be read); numpy then checks and trims it.
             positions: list[int] = []
             append = positions.append
             pos = 0
-            while pos + 16 <= n:
-                incl = incl_at(buf, pos + 8)[0]
-                if incl > MAX_RECORD:
-                    raise CaptureError(f"record at byte {offset + pos} claims {incl} bytes: corrupt file")
-                nxt = pos + 16 + incl
-                if nxt > n:
-                    break
-                append(pos)
-                pos = nxt
-            if positions:
-                hdr = np.array(positions, np.int64)
-                arr = np.frombuffer(buf, np.uint8)
-                sec = gather_u32(arr, hdr, order)
-                frac = gather_u32(arr, hdr + 4, order)
-                caplen = gather_u32(arr, hdr + 8, order)
-                self.records += hdr.size
+            try:
+                while True:
+                    append(pos)
+                    pos += 16 + incl_at(buf, pos)[0]
+            except struct.error:
+                pass
+            chain = np.array(positions, np.int64)
+            chain = chain[chain + 16 <= n]  # headers that are whole (all but at most the last two)
+            arr = np.frombuffer(buf, np.uint8)
+            fields = arr[chain[:, None] + np.arange(16)].view(u32).reshape(-1, 4).astype(np.int64)
+            incl = fields[:, 2]
+            corrupt = np.flatnonzero(incl > MAX_RECORD)
+            if corrupt.size:
+                at = int(corrupt[0])
+                raise CaptureError(
+                    f"record at byte {offset + int(chain[at])} claims {int(incl[at])} bytes: corrupt file"
+                )
+            whole = chain + 16 + incl <= n
+            count = int(whole.size if whole.all() else np.argmin(whole))
+            pos = int(chain[count - 1] + 16 + incl[count - 1]) if count else 0
+            if count:
+                hdr, fields = chain[:count], fields[:count]
+                self.records += count
                 yield RecordBatch(
                     buf,
                     hdr + 16,
-                    caplen,
-                    gather_u32(arr, hdr + 12, order),
-                    sec + frac * resolution,
-                    np.full(hdr.size, linktype, np.int64),
+                    fields[:, 2],
+                    fields[:, 3],
+                    fields[:, 0] + fields[:, 1] * resolution,
+                    np.full(count, linktype, np.int64),
                 )
-            carry = buf[pos:]
             offset += pos
-            if not chunk:
-                self.truncated = bool(carry)
+            if not got:
+                self.truncated = pos < n
                 return
+            window.keep(buf, pos)
 
     # -- pcapng ---------------------------------------------------------------------------------
     def _pcapng(self, f: BinaryIO, magic: bytes) -> Iterator[RecordBatch]:
-        carry = magic
+        window = _Window(f, self.chunk, magic)
         offset = 0
         order = "<"
         linktypes: list[int] = []
         resolutions: list[float] = []
         while True:
-            chunk = f.read(self.chunk)
-            buf = carry + chunk
+            buf, got = window.fill()
             n = len(buf)
             pos = 0
             data: list[int] = []
@@ -159,7 +186,7 @@ class CaptureReader:
             ifaces: list[int] = []
             while pos + 12 <= n:
                 if buf[pos : pos + 4] == SHB_BYTES:  # the same in both byte orders
-                    bom = buf[pos + 8 : pos + 12]
+                    bom = bytes(buf[pos + 8 : pos + 12])
                     if len(bom) < 4:
                         break
                     order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
@@ -204,14 +231,14 @@ class CaptureReader:
                     np.array(stamps, np.float64) * res_arr,
                     lt_arr,
                 )
-            carry = buf[pos:]
             offset += pos
-            if not chunk:
-                self.truncated = bool(carry)
+            if not got:
+                self.truncated = pos < n
                 return
+            window.keep(buf, pos)
 
 
-def _if_tsresol(buf: bytes, pos: int, end: int, order: str) -> float:
+def _if_tsresol(buf: bytes | memoryview, pos: int, end: int, order: str) -> float:
     """The interface's timestamp unit (option if_tsresol, code 9), default microseconds."""
     while pos + 4 <= end:
         code, length = struct.unpack_from(order + "HH", buf, pos)

@@ -27,7 +27,7 @@ FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 class Packets:
     """Decoded header fields of one batch; fields that do not apply are 0 (masks say which apply)."""
 
-    buf: bytes
+    buf: bytes | memoryview  # valid while the batch is being fed (see RecordBatch)
     start: I64  # where each record's bytes start in `buf` (ascending)
     ts: npt.NDArray[np.float64]
     wirelen: I64
@@ -55,20 +55,20 @@ class Packets:
 
     def payload(self, i: int, limit: int = 4096) -> bytes:
         start = int(self.pstart[i])
-        return self.buf[start : start + min(int(self.plen[i]), limit)]
+        return bytes(self.buf[start : start + min(int(self.plen[i]), limit)])
 
 
 class _Reader:
     """Clipped gathers from one buffer (out-of-range reads return garbage that the masks discard)."""
 
-    def __init__(self, buf: bytes) -> None:
+    def __init__(self, buf: bytes | memoryview) -> None:
         self.arr = np.frombuffer(buf, np.uint8)
         self.last = max(self.arr.size - 1, 0)
 
     def u8(self, idx: I64) -> I64:
         if self.arr.size == 0:
             return np.zeros(idx.size, np.int64)
-        return self.arr[np.clip(idx, 0, self.last)].astype(np.int64)
+        return np.take(self.arr, idx, mode="clip").astype(np.int64)
 
     def be16(self, idx: I64) -> I64:
         return (self.u8(idx) << 8) | self.u8(idx + 1)
@@ -83,18 +83,7 @@ def decode(batch: RecordBatch, book: AddressBook) -> Packets:
     n = d.size
 
     # Link layer: ethertype and where the network header starts.
-    eth_type = r.be16(d + 12)
-    vlan = (eth_type == 0x8100) | (eth_type == 0x88A8)
-    eth_type = np.where(vlan, r.be16(d + 16), eth_type)
-    qinq = vlan & (eth_type == 0x8100)
-    eth_type = np.where(qinq, r.be16(d + 20), eth_type)
-    version = r.u8(d) >> 4
-    raw_type = np.where(version == 4, ET_IPV4, np.where(version == 6, ET_IPV6, 0))
-    family = np.where(lt == NULL, r.u8(d), r.u8(d + 3))
-    null_type = np.where(family == 2, ET_IPV4, np.where(np.isin(family, (24, 28, 30)), ET_IPV6, 0))
-    conds = [lt == ETH, lt == SLL, lt == SLL2, np.isin(lt, RAW_LINKTYPES), (lt == NULL) | (lt == LOOP)]
-    ethertype = np.select(conds, [eth_type, r.be16(d + 14), r.be16(d), raw_type, null_type], 0)
-    l3 = np.select(conds, [d + 14 + 4 * vlan + 4 * qinq, d + 16, d + 20, d, d + 4], d)
+    ethertype, l3 = _link_layer(r, d, lt)
 
     # IPv4
     ver_ihl = r.u8(l3)
@@ -158,6 +147,29 @@ def decode(batch: RecordBatch, book: AddressBook) -> Packets:
         arp_sip=r.be32(a3 + 14),
         arp_tip=r.be32(a3 + 24),
     )
+
+
+def _link_layer(r: _Reader, d: I64, lt: I64) -> tuple[I64, I64]:
+    """Ethertype of each record and where its network header starts."""
+    eth_type = r.be16(d + 12)
+    vlan = (eth_type == 0x8100) | (eth_type == 0x88A8)
+    if vlan.any():
+        eth_type = np.where(vlan, r.be16(d + 16), eth_type)
+        qinq = vlan & (eth_type == 0x8100)
+        eth_type = np.where(qinq, r.be16(d + 20), eth_type)
+        eth_l3 = d + 14 + 4 * vlan + 4 * qinq
+    else:
+        eth_l3 = d + 14
+    if lt.size and lt[0] == ETH and (lt == ETH).all():  # the common case: all Ethernet, nothing else to read
+        return eth_type, eth_l3
+    version = r.u8(d) >> 4
+    raw_type = np.where(version == 4, ET_IPV4, np.where(version == 6, ET_IPV6, 0))
+    family = np.where(lt == NULL, r.u8(d), r.u8(d + 3))
+    null_type = np.where(family == 2, ET_IPV4, np.where(np.isin(family, (24, 28, 30)), ET_IPV6, 0))
+    conds = [lt == ETH, lt == SLL, lt == SLL2, np.isin(lt, RAW_LINKTYPES), (lt == NULL) | (lt == LOOP)]
+    ethertype: I64 = np.select(conds, [eth_type, r.be16(d + 14), r.be16(d), raw_type, null_type], 0)
+    l3: I64 = np.select(conds, [eth_l3, d + 16, d + 20, d, d + 4], d)
+    return ethertype, l3
 
 
 def _intern_v6(r: _Reader, start: I64, book: AddressBook) -> I64:

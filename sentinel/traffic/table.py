@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -129,25 +129,107 @@ class Activity:
         }
 
 
-def track_activity(
-    table: BoundedTable[tuple[int, ...], Activity], cols: list[I64], ts: npt.NDArray[np.float64]
-) -> None:
-    """Fold events (one per row of `cols`, at times `ts`) into per-key Activity with peak rates."""
-    if ts.size == 0:
-        return
-    g = group(*cols)
-    firsts, lasts = g.reduce_min(ts), g.reduce_max(ts)
-    for key, n, first, last in zip(g.rows(), g.counts.tolist(), firsts.tolist(), lasts.tolist(), strict=True):
-        act = table.get(key)
-        if act is not None:
-            act.add(first, last, n)
-    for width in (1, 60):
-        bins = (ts // width).astype(np.int64)
-        gb = group(*cols, bins)
-        for row, n in zip(gb.rows(), gb.counts.tolist(), strict=True):
-            act = table.get(row[:-1])
-            if act is not None:
-                act.add_bin(width, row[-1], n)
+class ActivityTable:
+    """Bounded per-key Activity kept in numpy columns: a batch costs numpy work plus one bulk dict
+    lookup per distinct key, not Python work per key. Keys are admitted in the order `group` sorts
+    them until `max_entries` are stored; later new keys are counted in `overflow`."""
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self.overflow = 0
+        self._slot: dict[tuple[int, ...], int] = {}
+        self._keys: list[tuple[int, ...]] = []
+        size = 0
+        self.count = np.zeros(size, np.int64)
+        self.first = np.zeros(size, np.float64)
+        self.last = np.zeros(size, np.float64)
+        # per width (1 s, 60 s): peak events in one bin, and the current bin with its count
+        self.peak = {w: np.zeros(size, np.int64) for w in (1, 60)}
+        self._bin = {w: np.zeros(size, np.int64) for w in (1, 60)}
+        self._bin_count = {w: np.zeros(size, np.int64) for w in (1, 60)}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _grow(self, size: int) -> None:
+        cap = self.count.size
+        if size <= cap:
+            return
+        extra = max(size, min(2 * cap, self.max_entries), 1024) - cap
+        self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
+        self.first = np.concatenate([self.first, np.full(extra, np.inf)])
+        self.last = np.concatenate([self.last, np.full(extra, -np.inf)])
+        for w in (1, 60):
+            self.peak[w] = np.concatenate([self.peak[w], np.zeros(extra, np.int64)])
+            self._bin[w] = np.concatenate([self._bin[w], np.full(extra, -1, np.int64)])
+            self._bin_count[w] = np.concatenate([self._bin_count[w], np.zeros(extra, np.int64)])
+
+    def _lookup(self, rows: list[tuple[int, ...]]) -> I64:
+        """Slot of each key, admitting new ones while there is room; -1 for refused keys."""
+        slots = np.fromiter(map(self._slot.get, rows, itertools.repeat(-1)), np.int64, len(rows))
+        new = np.flatnonzero(slots < 0)
+        if new.size:
+            room = max(self.max_entries - len(self._keys), 0)
+            admitted, refused = new[:room], new[room:]
+            self.overflow += int(refused.size)
+            if admitted.size:
+                start = len(self._keys)
+                slots[admitted] = np.arange(start, start + admitted.size)
+                fresh = [rows[i] for i in admitted.tolist()]
+                self._keys.extend(fresh)
+                self._slot.update(zip(fresh, range(start, start + admitted.size), strict=True))
+                self._grow(len(self._keys))
+        return slots
+
+    def track(self, cols: list[I64], ts: npt.NDArray[np.float64]) -> None:
+        """Fold events (one per row of `cols`, at times `ts`) in: counts, time span and peak rates."""
+        if ts.size == 0:
+            return
+        g = group(*cols)
+        slots = self._lookup(list(g.rows()))
+        ok = slots >= 0
+        at = slots[ok]
+        self.count[at] += g.counts[ok]
+        self.first[at] = np.minimum(self.first[at], g.reduce_min(ts)[ok])
+        self.last[at] = np.maximum(self.last[at], g.reduce_max(ts)[ok])
+        for width in (1, 60):
+            bins = (ts // width).astype(np.int64)
+            gb = group(*cols, bins)
+            # gb's rows are g's keys (same sort order), each split by bin in ascending order
+            key_start = np.zeros(len(gb), bool)
+            key_start[0] = True
+            for c in gb.keys[:-1]:
+                key_start[1:] |= c[1:] != c[:-1]
+            row_slot = slots[np.cumsum(key_start) - 1]
+            keep = row_slot >= 0
+            row_slot, row_bin, n, key_start = row_slot[keep], gb.keys[-1][keep], gb.counts[keep], key_start[keep]
+            if not row_slot.size:
+                continue
+            current, current_count = self._bin[width], self._bin_count[width]
+            carry = key_start & (row_bin == current[row_slot])  # continues the bin the last batch ended in
+            n = n + np.where(carry, current_count[row_slot], 0)
+            np.maximum.at(self.peak[width], row_slot, n)
+            key_end = np.r_[key_start[1:], True]
+            current[row_slot[key_end]] = row_bin[key_end]
+            current_count[row_slot[key_end]] = n[key_end]
+
+    def activity(self, slot: int) -> Activity:
+        act = Activity(int(self.count[slot]), float(self.first[slot]), float(self.last[slot]))
+        act.peak_per_second, act.peak_per_minute = int(self.peak[1][slot]), int(self.peak[60][slot])
+        return act
+
+    def get(self, key: tuple[int, ...]) -> Activity | None:
+        slot = self._slot.get(key)
+        return None if slot is None else self.activity(slot)
+
+    def items(self) -> Iterator[tuple[tuple[int, ...], Activity]]:
+        return ((key, self.activity(slot)) for slot, key in enumerate(self._keys))
+
+    def largest(self, n: int, measure: I64) -> list[tuple[tuple[int, ...], Activity]]:
+        """The n keys with the largest `measure` (a column of this table), ties in admission order."""
+        size = len(self._keys)
+        order = np.argsort(-measure[:size], kind="stable")[:n]
+        return [(self._keys[slot], self.activity(slot)) for slot in order.tolist()]
 
 
 def mix64(*cols: I64) -> npt.NDArray[np.uint64]:
@@ -175,14 +257,35 @@ class Fanout:
     marked: int | None  # the first value seen that is in `marked_values` (e.g. a registered address)
 
 
+class HashFilter:
+    """A one-hash Bloom filter over 64-bit hashes (2 MB): `maybe` is False only for hashes never
+    added, so dict and set lookups can be skipped for keys that are certainly new (floods)."""
+
+    BITS = 21
+
+    def __init__(self) -> None:
+        self.bits = np.zeros(1 << self.BITS, bool)
+
+    def _index(self, hashes: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
+        return (hashes >> np.uint64(64 - self.BITS)).astype(np.intp)
+
+    def add(self, hashes: npt.NDArray[np.uint64]) -> None:
+        self.bits[self._index(hashes)] = True
+
+    def maybe(self, hashes: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        found: npt.NDArray[np.bool_] = self.bits[self._index(hashes)]
+        return found
+
+
 class DistinctCounter:
     """Per key: events, distinct values (ports per host pair, hosts per scanner...), first/last time.
 
-    Built for high-cardinality traffic (spoofed floods put a new key in nearly every packet): state is
-    a few dicts keyed by 64-bit hashes and updated with C-level bulk operations (Counter.update,
-    dict.update, set.update); Python-level work is limited to new (key, value) pairs. Bounded: at
-    most `max_keys` keys and `max_pairs` remembered (key, value) pairs; past that, new ones are
-    counted in `overflow` and not stored.
+    Built for high-cardinality traffic (spoofed floods put a new key in nearly every packet): each
+    key gets a slot in numpy columns, found through one dict of 64-bit key hashes that is queried in
+    bulk (C-level `map`), once per distinct key of a batch; counts and times are updated with numpy.
+    Python-level work is limited to new keys and to values that still fit a key's sample. Bounded:
+    at most `max_keys` keys (checked per batch) and `max_pairs` remembered (key, value) pairs; past
+    that, new keys are counted in `overflow` and not stored.
     """
 
     def __init__(
@@ -193,76 +296,170 @@ class DistinctCounter:
         marked_values: I64 | None = None,
     ) -> None:
         self.marked_values = marked_values if marked_values is not None else np.zeros(0, np.int64)
-        self.marked: dict[int, int] = {}
         self.max_keys, self.max_pairs, self.sample_size = max_keys, max_pairs, sample
-        self.events: Counter[int] = Counter()
-        self.distinct: Counter[int] = Counter()
-        self.first: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self.parts: dict[int, tuple[int, ...]] = {}
-        self.samples: dict[int, list[int]] = {}
-        self.tags: dict[str, set[int]] = {}
+        self._slot: dict[int, int] = {}  # key hash → slot
+        self._parts: list[tuple[int, ...]] = []
+        self._cols = _Columns()
+        self._sampled: list[tuple[I64, I64]] = []  # (slots, values) of the values kept as samples, in order
+        self._tag_bits: dict[str, int] = {}
         self._seen: set[int] = set()
+        self._known_keys, self._known_pairs = HashFilter(), HashFilter()
+        self._ranked = 0  # slots ranked so far, in the order keys first counted a distinct value
         self.overflow = 0
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def _slots(self, khash: npt.NDArray[np.uint64]) -> I64:
+        """Slot of each key hash, -1 where the key is unknown (the dict is asked only about maybe-known keys)."""
+        slots = np.full(khash.size, -1, np.int64)
+        maybe = np.flatnonzero(self._known_keys.maybe(khash))
+        if maybe.size:
+            ask = khash[maybe].tolist()
+            slots[maybe] = np.fromiter(map(self._slot.get, ask, itertools.repeat(-1)), np.int64, maybe.size)
+        return slots
 
     def add(self, keys: list[I64], values: I64, ts: npt.NDArray[np.float64], tag: str = "") -> None:
         if values.size == 0:
             return
         khash = mix64(*keys)
-        if len(self.parts) >= self.max_keys:  # full: only keys already known keep counting
-            known = np.fromiter((h in self.parts for h in khash.tolist()), bool, khash.size)
-            self.overflow += int((~known).sum())
-            keys, values, ts, khash = [k[known] for k in keys], values[known], ts[known], khash[known]
-        klist = khash.tolist()
-        new_keys = {h: i for i, h in enumerate(klist) if h not in self.parts}
-        if new_keys:
-            index = np.fromiter(new_keys.values(), np.int64, len(new_keys))
-            columns = [k[index].tolist() for k in keys]
-            self.parts.update(zip(new_keys, zip(*columns, strict=True), strict=True))
-            self.first.update(zip(new_keys, ts[index].tolist(), strict=True))
-        self.events.update(klist)
+        ukeys, first_at, inverse = np.unique(khash, return_index=True, return_inverse=True)
+        uslots = self._slots(ukeys)
+        unknown = uslots < 0
+        if unknown.any():
+            if len(self._parts) >= self.max_keys:  # full: only keys already known keep counting
+                self.overflow += int(np.count_nonzero(unknown[inverse]))
+            else:
+                uslots[unknown] = self._admit(ukeys[unknown], [k[first_at[unknown]] for k in keys])
+        slots = uslots[inverse.ravel()]
+        known = slots >= 0
+        if not known.all():
+            slots, values, ts, khash = slots[known], values[known], ts[known], khash[known]
+        cols = self._cols
+        counted = uslots[uslots >= 0]
+        np.add.at(cols.events, slots, 1)  # touches only this batch's slots
+        np.minimum.at(cols.first, slots, ts)
         if tag:
-            self.tags.setdefault(tag, set()).update(klist)
+            bit = self._tag_bits.setdefault(tag, 1 << len(self._tag_bits))
+            cols.tags[counted] |= bit
         pairs = mix64(khash.view(np.int64), values)
-        uniq, first_index = np.unique(pairs, return_index=True)
+        uniq, pair_at = np.unique(pairs, return_index=True)
         seen = self._seen
-        fresh = np.fromiter((h not in seen for h in uniq.tolist()), bool, uniq.size)
+        fresh = np.ones(uniq.size, bool)
+        maybe = np.flatnonzero(self._known_pairs.maybe(uniq))
+        if maybe.size:
+            fresh[maybe] = ~np.fromiter(map(seen.__contains__, uniq[maybe].tolist()), bool, maybe.size)
         if not fresh.any():
             return
         if len(seen) < self.max_pairs:
             seen.update(uniq[fresh].tolist())
-        new_index = first_index[fresh]
-        fresh_keys = khash[new_index].tolist()
-        self.distinct.update(fresh_keys)
-        self.last.update(zip(fresh_keys, ts[new_index].tolist(), strict=True))  # time of the latest new value
-        fresh_values = values[new_index]
-        if self.marked_values.size:
-            hit = np.isin(fresh_values, self.marked_values)
-            for h, v in zip(khash[new_index][hit].tolist(), fresh_values[hit].tolist(), strict=True):
-                self.marked.setdefault(h, v)
-        samples, size = self.samples, self.sample_size
-        for h, v in zip(fresh_keys, fresh_values.tolist(), strict=True):
-            sample = samples.get(h)
-            if sample is None:
-                samples[h] = [v]
-            elif len(sample) < size:
-                sample.append(v)
+            self._known_pairs.add(uniq[fresh])
+        new_index = pair_at[fresh]  # first row of each new (key, value), in pair-hash order
+        fslots, fvalues = slots[new_index], values[new_index]
+        np.add.at(cols.distinct, fslots, 1)
+        np.maximum.at(cols.last, fslots, ts[new_index])  # time of the latest new value
+        self._rank(fslots)
+        self._mark(fslots, fvalues)
+        self._sample(fslots, fvalues)
+
+    def _admit(self, khash: npt.NDArray[np.uint64], columns: list[I64]) -> I64:
+        start = len(self._parts)
+        slots = np.arange(start, start + khash.size, dtype=np.int64)
+        self._slot.update(zip(khash.tolist(), slots.tolist(), strict=True))
+        self._known_keys.add(khash)
+        self._parts.extend(zip(*(c.tolist() for c in columns), strict=True))
+        self._cols.grow(len(self._parts))
+        return slots
+
+    def _rank(self, fslots: I64) -> None:
+        """Keys with equal distinct counts are reported in the order they first counted one."""
+        cols = self._cols
+        unranked = cols.rank[fslots] < 0
+        if unranked.any():
+            slots, at = np.unique(fslots[unranked], return_index=True)
+            slots = slots[np.argsort(at, kind="stable")]
+            cols.rank[slots] = np.arange(self._ranked, self._ranked + slots.size)
+            self._ranked += slots.size
+
+    def _mark(self, fslots: I64, fvalues: I64) -> None:
+        if not self.marked_values.size:
+            return
+        hit = np.isin(fvalues, self.marked_values)
+        hit &= self._cols.marked[fslots] < 0
+        if hit.any():
+            slots, at = np.unique(fslots[hit], return_index=True)  # the first marked value per key
+            self._cols.marked[slots] = fvalues[hit][at]
+
+    def _sample(self, fslots: I64, fvalues: I64) -> None:
+        """Append new values to each key's sample while it has room (only those reach Python)."""
+        order = np.argsort(fslots, kind="stable")
+        sorted_slots = fslots[order]
+        starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
+        run = np.arange(sorted_slots.size) - np.repeat(starts, np.diff(np.r_[starts, sorted_slots.size]))
+        room = run < self.sample_size - self._cols.sampled[sorted_slots]
+        take = order[room]
+        if take.size:
+            take.sort()  # keep the pair order in which values arrived
+            self._sampled.append((fslots[take], fvalues[take]))
+            np.add.at(self._cols.sampled, fslots[take], 1)
 
     def top(self, n: int) -> list[Fanout]:
         """The n keys with the most distinct values."""
+        cols, size = self._cols, len(self._parts)
+        distinct = cols.distinct[:size]
+        counted = np.flatnonzero(distinct > 0)
+        best = counted[np.lexsort((cols.rank[counted], -distinct[counted]))][:n]
+        names = list(self._tag_bits.items())
+        samples = self._samples_of(best)
         out = []
-        for h, distinct in self.distinct.most_common(n):
-            tags = {tag for tag, members in self.tags.items() if h in members}
+        for slot in best.tolist():
+            mask, marked = int(cols.tags[slot]), int(cols.marked[slot])
+            first, last = float(cols.first[slot]), float(cols.last[slot])
             out.append(
                 Fanout(
-                    self.parts[h],
-                    distinct,
-                    self.events[h],
-                    self.first[h],
-                    self.last.get(h, self.first[h]),
-                    self.samples.get(h, []),
-                    tags,
-                    self.marked.get(h),
+                    self._parts[slot],
+                    int(distinct[slot]),
+                    int(cols.events[slot]),
+                    first,
+                    last if last >= first else first,
+                    samples.get(slot, []),
+                    {tag for tag, bit in names if mask & bit},
+                    marked if marked >= 0 else None,
                 )
             )
         return out
+
+    def _samples_of(self, slots: I64) -> dict[int, list[int]]:
+        if not self._sampled:
+            return {}
+        all_slots = np.concatenate([s for s, _ in self._sampled])
+        all_values = np.concatenate([v for _, v in self._sampled])
+        chosen = np.flatnonzero(np.isin(all_slots, slots))
+        out: dict[int, list[int]] = {}
+        for slot, value in zip(all_slots[chosen].tolist(), all_values[chosen].tolist(), strict=True):
+            out.setdefault(slot, []).append(value)
+        return out
+
+
+class _Columns:
+    """DistinctCounter's per-slot numpy columns, grown by doubling."""
+
+    def __init__(self) -> None:
+        self.events = np.zeros(0, np.int64)
+        self.distinct = np.zeros(0, np.int64)
+        self.sampled = np.zeros(0, np.int64)
+        self.tags = np.zeros(0, np.int64)
+        self.marked = np.zeros(0, np.int64)
+        self.rank = np.zeros(0, np.int64)
+        self.first = np.zeros(0, np.float64)
+        self.last = np.zeros(0, np.float64)
+
+    def grow(self, size: int) -> None:
+        if size <= self.events.size:
+            return
+        cap = max(size, 2 * self.events.size, 1024)
+        for name, fill in (("events", 0), ("distinct", 0), ("sampled", 0), ("tags", 0), ("marked", -1), ("rank", -1)):
+            old = getattr(self, name)
+            setattr(self, name, np.concatenate([old, np.full(cap - old.size, fill, np.int64)]))
+        self.first = np.concatenate([self.first, np.full(cap - self.first.size, np.inf)])
+        self.last = np.concatenate([self.last, np.full(cap - self.last.size, -np.inf)])

@@ -9,14 +9,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from sentinel.models import Observation
 from sentinel.traffic.decode import Packets
 from sentinel.traffic.detectors.base import Context, largest, top_keys
 from sentinel.traffic.table import BoundedTable
 
+I64 = npt.NDArray[np.int64]
 TXT, NULL_RR = 16, 10
 MAX_NAMES = 4096
+#: DNS messages are parsed up to this many bytes (the classic UDP limit).
+MAX_MESSAGE = 512
+SLICE = 2048
 SECOND_LEVEL = {"com", "net", "org", "gov", "edu", "ac", "co"}
 
 
@@ -68,38 +73,60 @@ def entropy(text: str) -> float:
 
 
 class DnsDetector:
-    def __init__(self, on_name: Callable[[int, int, str], None] | None = None) -> None:
+    def __init__(self, on_name: Callable[[int, int, str, int], None] | None = None) -> None:
         self.domains: BoundedTable[tuple[int, str], DomainUse] = BoundedTable(DomainUse)
         self.on_name = on_name
 
     def feed(self, p: Packets) -> None:
-        idx = np.flatnonzero(p.udp & (p.dport == 53) & (p.plen > 0))
-        for i in idx.tolist():
-            parsed = parse_query(p.payload(i, 512))
-            if parsed is None:
-                continue
-            name, qtype = parsed
-            client, resolver = int(p.src[i]), int(p.dst[i])
-            labels = name.split(".")
-            domain = base_domain(labels)
-            use = self.domains.get((client, domain))
-            if use is None:
-                continue
-            use.queries += 1
-            use.txt_null += qtype in (TXT, NULL_RR)
-            if name not in use.names:
+        queries = np.flatnonzero(p.udp & (p.dport == 53) & (p.plen > 0))
+        for start in range(0, queries.size, SLICE):  # bounds the per-slice byte matrix
+            self._slice(p, queries[start : start + SLICE])
+
+    def _slice(self, p: Packets, idx: I64) -> None:
+        # Clients repeat the same questions: parse each distinct (client, resolver, message) once,
+        # in order of first appearance, and count its repeats. The message id is not part of it.
+        size = np.minimum(p.plen[idx], MAX_MESSAGE)
+        width = int(size.max())
+        arr = np.frombuffer(p.buf, np.uint8)
+        at = p.pstart[idx, None] + np.arange(width)
+        rows = np.where(np.arange(width) < size[:, None], arr[np.minimum(at, arr.size - 1)], 0).astype(np.uint8)
+        rows[:, :2] = 0
+        meta = np.stack([p.src[idx], p.dst[idx], size], axis=1).view(np.uint8).reshape(idx.size, -1)
+        keys = np.ascontiguousarray(np.hstack([rows, meta])).view(f"V{width + 24}").ravel()
+        _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        for i, n in zip(idx[first[order]].tolist(), counts[order].tolist(), strict=True):
+            self._query(p, i, n)
+
+    def _query(self, p: Packets, i: int, n: int) -> None:
+        """One question asked `n` times in this batch by the same client of the same resolver."""
+        parsed = parse_query(p.payload(i, MAX_MESSAGE))
+        if parsed is None:
+            return
+        name, qtype = parsed
+        client, resolver = int(p.src[i]), int(p.dst[i])
+        labels = name.split(".")
+        domain = base_domain(labels)
+        use = self.domains.get((client, domain))
+        if use is None:
+            return
+        use.queries += n
+        use.txt_null += n if qtype in (TXT, NULL_RR) else 0
+        if name not in use.names:
+            if len(use.names) < MAX_NAMES:
+                use.names.add(name)
                 use.distinct += 1
-                if len(use.names) < MAX_NAMES:
-                    use.names.add(name)
-                sub = labels[: -len(domain.split("."))]
-                if sub:
-                    longest = max(sub, key=len)
-                    use.max_label = max(use.max_label, len(longest))
-                    use.max_entropy = max(use.max_entropy, entropy(longest))
-            if len(use.resolvers) < 16:
-                use.resolvers.add(resolver)
-            if self.on_name is not None:
-                self.on_name(client, resolver, name)
+            else:  # past the cap every repeat of an unremembered name counts as new
+                use.distinct += n
+            sub = labels[: -len(domain.split("."))]
+            if sub:
+                longest = max(sub, key=len)
+                use.max_label = max(use.max_label, len(longest))
+                use.max_entropy = max(use.max_entropy, entropy(longest))
+        if len(use.resolvers) < 16:
+            use.resolvers.add(resolver)
+        if self.on_name is not None:
+            self.on_name(client, resolver, name, n)
 
     def observations(self, ctx: Context) -> list[Observation]:
         book = ctx.book

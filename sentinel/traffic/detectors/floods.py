@@ -11,8 +11,8 @@ import numpy.typing as npt
 
 from sentinel.models import Observation
 from sentinel.traffic.decode import ACK, RST, SYN, Packets
-from sentinel.traffic.detectors.base import Context, largest, top_keys
-from sentinel.traffic.table import Activity, BoundedTable, group, track_activity
+from sentinel.traffic.detectors.base import MAX_PER_KIND, Context, largest, top_keys
+from sentinel.traffic.table import Activity, ActivityTable, BoundedTable, HashFilter, group
 
 I64 = npt.NDArray[np.int64]
 #: SYNs still waiting for the client's ACK are remembered up to this many (the oldest are dropped).
@@ -38,25 +38,31 @@ class Service:
 
 class SynFloodDetector:
     def __init__(self) -> None:
-        self.syns: BoundedTable[tuple[int, ...], Activity] = BoundedTable(Activity)
+        self.syns = ActivityTable()
         self.services: BoundedTable[tuple[int, int], Service] = BoundedTable(Service)
         self._pending: dict[int, int] = {}  # flow key of a SYN awaiting the client's ACK → dst << 16 | port
+        # flow keys ever made pending: most ACKs belong to flows whose SYN is long gone or unseen,
+        # and the filter spares them the dict lookup; rebuilt when stale entries pile up
+        self._maybe_pending = HashFilter()
+        self._filtered = 0
 
     def feed(self, p: Packets) -> None:
         f = p.flags
         syn = np.flatnonzero(p.tcp & ((f & (SYN | ACK | RST)) == SYN))
         if syn.size:
             src, dst, port = p.src[syn], p.dst[syn], p.dport[syn]
-            track_activity(self.syns, [dst, port], p.ts[syn])
+            self.syns.track([dst, port], p.ts[syn])
             g = group(dst, port)
-            sources = src[g.order]
+            sources = src[g.order].tolist()
             bounds = [*g.starts.tolist(), int(src.size)]
+            services = self.services
             for n, (d, prt) in enumerate(g.rows()):
-                svc = self.services.get((d, prt))
+                svc = services.get((d, prt))
                 if svc is not None and len(svc.sources) < MAX_SOURCES:
-                    svc.sources.update(sources[bounds[n] : bounds[n + 1]].tolist())
-            keys = flow_key(src, dst, p.sport[syn], port).tolist()
-            self._pending.update(zip(keys, (dst << 16 | port).tolist(), strict=True))
+                    svc.sources.update(sources[bounds[n] : bounds[n + 1]])
+            flows = flow_key(src, dst, p.sport[syn], port)
+            self._pending.update(zip(flows.tolist(), (dst << 16 | port).tolist(), strict=True))
+            self._remember(flows)
             excess = len(self._pending) - MAX_PENDING
             if excess > 0:  # forget the oldest (they stay counted as half-open)
                 for key in list(itertools.islice(self._pending, excess)):
@@ -72,17 +78,30 @@ class SynFloodDetector:
             ack = np.flatnonzero(p.tcp & ((f & (SYN | ACK | RST)) == ACK))
             if ack.size:
                 pending = self._pending
-                keys = flow_key(p.src[ack], p.dst[ack], p.sport[ack], p.dport[ack]).tolist()
-                finished: Counter[int] = Counter(pending.pop(k) for k in keys if k in pending)
+                keys = flow_key(p.src[ack], p.dst[ack], p.sport[ack], p.dport[ack])
+                keys = keys[self._maybe_pending.maybe(keys)]
+                known = np.fromiter(map(pending.__contains__, keys.tolist()), bool, keys.size)
+                # a flow ACKed twice in one batch completes once: the second pop finds nothing
+                codes = map(pending.pop, keys[known].tolist(), itertools.repeat(-1))
+                finished: Counter[int] = Counter(code for code in codes if code >= 0)
                 for code, n in finished.items():
                     svc = self.services.get((code >> 16, code & 0xFFFF))
                     if svc is not None:
                         svc.completed += n
 
+    def _remember(self, flows: npt.NDArray[np.uint64]) -> None:
+        self._filtered += flows.size
+        if self._filtered > 4 * MAX_PENDING:  # keeps the filter's false positives rare
+            self._maybe_pending = HashFilter()
+            self._maybe_pending.add(np.fromiter(self._pending, np.uint64, len(self._pending)))
+            self._filtered = len(self._pending)
+        else:
+            self._maybe_pending.add(flows)
+
     def observations(self, ctx: Context) -> list[Observation]:
         book = ctx.book
         out: list[tuple[float, Observation]] = []
-        for (d, port), act in top_keys(self.syns.items(), lambda a: a.peak_per_second):
+        for (d, port), act in self.syns.largest(MAX_PER_KIND, self.syns.peak[1]):
             if act.count < 2:  # a single SYN says nothing about a flood
                 continue
             svc = self.services.get((d, port)) or Service()
@@ -114,7 +133,7 @@ class IcmpPeer:
 
 class IcmpDetector:
     def __init__(self) -> None:
-        self.activity: BoundedTable[tuple[int, ...], Activity] = BoundedTable(Activity)
+        self.activity = ActivityTable()
         self.peers: BoundedTable[tuple[int, int], IcmpPeer] = BoundedTable(IcmpPeer)
 
     def feed(self, p: Packets) -> None:
@@ -122,7 +141,7 @@ class IcmpDetector:
         idx = np.flatnonzero(p.icmp & (p.icmp_type != 0) & (p.icmp_type != 129))
         if idx.size:
             src, dst = p.src[idx], p.dst[idx]
-            track_activity(self.activity, [src, dst], p.ts[idx])
+            self.activity.track([src, dst], p.ts[idx])
             echo = np.isin(p.icmp_type[idx], (8, 128)).astype(np.int64)
             self._peers(src, dst, p.ip_len[idx], echo)
         fragments = np.flatnonzero(p.icmp_fragment_end > 0)  # an oversized ICMP arrives fragmented

@@ -90,12 +90,25 @@ class IntelDetector:
                 contact.bytes += int(size)
                 contact.first = min(contact.first, first)
 
-    def on_name(self, client: int, server: int, name: str) -> None:
+    def on_name(self, client: int, server: int, name: str, packets: int = 1) -> None:
         match = self.intel.domain_list(name)
         if match is not None:
             contact = self.names.get((client, server, match[0]))
             if contact is not None:
-                contact.packets += 1
+                contact.packets += packets
+
+    def on_host(self, name: str, clients: I64, servers: I64) -> None:
+        """HTTP requests naming `name` in their Host header, one (client, server) per request."""
+        match = self.intel.domain_list(name)
+        if match is None:
+            return
+        g = group(clients, servers)
+        keys, counts = list(g.rows()), g.counts.tolist()
+        for k in np.argsort(g.reduce_min(np.arange(clients.size)), kind="stable").tolist():  # first seen first
+            client, server = keys[k]
+            contact = self.names.get((client, server, match[0]))
+            if contact is not None:
+                contact.packets += counts[k]
 
     def observations(self, ctx: Context) -> list[Observation]:
         book = ctx.book

@@ -25,8 +25,11 @@ LINE_PORTS = {21: "ftp", 23: "telnet", 25: "smtp", 587: "smtp", 110: "pop3", 143
 HTTP_PORTS = {80, 8080, 8000, 8008, 8888, 3128}
 ENCRYPTED_PORTS = {443, 22, 465, 636, 853, 989, 990, 993, 995, 3389, 5061, 8443}
 LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+LOWER_TABLE = np.frombuffer(LOWER, np.uint8)
 AUTH_BASIC = b"\r\nauthorization: basic "
 HOST_HEADER = b"\r\nhost:"
+HOST_SPAN = 300
+HOST_SLICE = 2048
 STATUS_401 = (b"http/1.1 401", b"http/1.0 401")
 FAILURE_REPLIES = {"ftp": (b"530",), "pop3": (b"-err",), "smtp": (b"535",), "telnet": (b"login incorrect",)}
 REDACTED = "[redacted]"
@@ -85,6 +88,15 @@ def _strip_telnet(data: bytes) -> bytes:
     return bytes(out)
 
 
+def starting_with(p: Packets, idx: np.ndarray, prefix: bytes) -> np.ndarray:
+    """The packets of `idx` whose payload starts with `prefix` (compared lower-cased), in order."""
+    n = len(prefix)
+    idx = idx[p.plen[idx] >= n]
+    head = np.take(np.frombuffer(p.buf, np.uint8), p.pstart[idx, None] + np.arange(n), mode="clip")
+    found: np.ndarray = idx[(LOWER_TABLE[head] == np.frombuffer(prefix, np.uint8)).all(axis=1)]
+    return found
+
+
 class Joined:
     """The payloads of some packets joined by newlines, so one C-level search covers them all."""
 
@@ -104,15 +116,22 @@ class Joined:
             return None
         return int(self.idx[j]), pos - int(self.offsets[j])
 
-    def hits(self, text: bytes, needle: bytes) -> list[tuple[int, int]]:
-        out: list[tuple[int, int]] = []
+    def find_all(self, text: bytes, needle: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Every occurrence of `needle` in `text` that lies within one payload: (row in idx, text position)."""
+        found: list[int] = []
         pos = text.find(needle)
         while pos != -1:
-            located = self.locate(pos, len(needle))
-            if located is not None:
-                out.append(located)
+            found.append(pos)
             pos = text.find(needle, pos + 1)
-        return out
+        at = np.array(found, np.int64)
+        rows = np.searchsorted(self.offsets, at, "right") - 1
+        inside = at + len(needle) <= self.offsets[rows] + self.lens[rows]
+        return rows[inside], at[inside]
+
+    def hits(self, text: bytes, needle: bytes) -> list[tuple[int, int]]:
+        """(packet index, position in its payload) of every occurrence within one payload."""
+        rows, at = self.find_all(text, needle)
+        return list(zip(self.idx[rows].tolist(), (at - self.offsets[rows]).tolist(), strict=True))
 
 
 class PayloadDetector:
@@ -120,7 +139,7 @@ class PayloadDetector:
         self,
         registered: np.ndarray,
         brute: BruteForceDetector,
-        on_host: Callable[[int, int, str], None] | None = None,
+        on_host: Callable[[str, np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
         self.registered = registered
         self.brute = brute
@@ -160,18 +179,43 @@ class PayloadDetector:
             if sep:
                 self._credential(p, i, "http-basic", _text(user))
         for status in STATUS_401:
-            for i, pos in joined.hits(low, status):
-                if pos == 0:
-                    self.brute.failure(int(p.dst[i]), int(p.src[i]), int(p.sport[i]), float(p.ts[i]))
+            for i in starting_with(p, joined.idx, status).tolist():
+                self.brute.failure(int(p.dst[i]), int(p.src[i]), int(p.sport[i]), float(p.ts[i]))
         if self.on_host is not None:
-            for i, pos in joined.hits(low, HOST_HEADER):
-                payload = p.payload(i, 4096).lower()
-                start = pos + len(HOST_HEADER)
-                end = payload.find(b"\r\n", start, start + 300)
-                host = payload[start : end if end != -1 else start + 300].strip()
-                name = host.decode("ascii", "replace").rsplit(":", 1)[0] if not host.startswith(b"[") else ""
-                if name:
-                    self.on_host(int(p.src[i]), int(p.dst[i]), name)
+            self._hosts(p, joined, low)
+
+    def _hosts(self, p: Packets, joined: Joined, low: bytes) -> None:
+        """Host header values: each distinct value of the batch is decoded once and handed over with
+        the (client, server) of every request that carried it, in order."""
+        rows, at = joined.find_all(low, HOST_HEADER)
+        for first in range(0, rows.size, HOST_SLICE):  # bounds the per-slice byte matrix
+            self._host_slice(p, joined, low, rows[first : first + HOST_SLICE], at[first : first + HOST_SLICE])
+
+    def _host_slice(self, p: Packets, joined: Joined, low: bytes, rows: np.ndarray, at: np.ndarray) -> None:
+        on_host = self.on_host
+        if on_host is None:
+            return
+        start = at + len(HOST_HEADER)
+        # the value runs to the first CRLF within 300 bytes, else 300 bytes; never past its payload
+        limit = np.minimum(start + HOST_SPAN, joined.offsets[rows] + joined.lens[rows]) - start
+        text = np.frombuffer(low, np.uint8)
+        window = np.take(text, start[:, None] + np.arange(HOST_SPAN + 1), mode="clip")
+        col = np.arange(HOST_SPAN)
+        crlf = (window[:, :-1] == 13) & (window[:, 1:] == 10) & (col + 1 < limit[:, None])
+        length = np.where(crlf.any(axis=1), crlf.argmax(axis=1), limit)
+        value = np.where(col < length[:, None], window[:, :-1], 0).astype(np.uint8)
+        keys = np.ascontiguousarray(np.hstack([value, length.view(np.uint8).reshape(-1, 8)]))
+        _, first, inverse = np.unique(keys.view(f"V{HOST_SPAN + 8}").ravel(), return_index=True, return_inverse=True)
+        members = np.argsort(inverse.ravel(), kind="stable")  # hits of each value, in order
+        bounds = np.r_[0, np.cumsum(np.bincount(inverse.ravel()))]
+        i = joined.idx[rows]
+        for g in np.argsort(first, kind="stable").tolist():
+            row = int(first[g])
+            host = low[int(start[row]) : int(start[row] + length[row])].strip()
+            name = host.decode("ascii", "replace").rsplit(":", 1)[0] if not host.startswith(b"[") else ""
+            if name:
+                hits = i[members[bounds[g] : bounds[g + 1]]]
+                on_host(name, p.src[hits], p.dst[hits])
 
     def _line_packet(self, p: Packets, i: int) -> None:
         sport, dport = int(p.sport[i]), int(p.dport[i])

@@ -34,7 +34,7 @@ class ScanDetector:
             self._sketch >>= 1
             self._decayed_at = now
         bucket = (mix64(src) >> np.uint64(64 - SKETCH_BITS)).astype(np.int64)
-        self._sketch += np.bincount(bucket, minlength=self._sketch.size)
+        np.add.at(self._sketch, bucket, 1)  # touches only this batch's buckets, not all 2**20
         return self._sketch[bucket] >= ADMIT
 
     def feed(self, p: Packets) -> None:

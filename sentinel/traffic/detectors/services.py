@@ -9,7 +9,7 @@ import numpy as np
 from sentinel.models import Observation
 from sentinel.traffic.decode import ACK, RST, SYN, Packets
 from sentinel.traffic.detectors.base import Context, largest, top_keys
-from sentinel.traffic.table import Activity, BoundedTable, group, track_activity
+from sentinel.traffic.table import Activity, ActivityTable, BoundedTable, group
 
 LOGIN_SERVICES = {22: "ssh", 3389: "rdp", 5900: "vnc", 21: "ftp", 23: "telnet", 110: "pop3", 143: "imap"}
 LOGIN_SERVICES |= {25: "smtp", 587: "smtp", 80: "http", 8080: "http", 8000: "http"}
@@ -72,7 +72,7 @@ class BruteForceDetector:
     """Connection attempts to login services per (client, server, port); failures come from payloads."""
 
     def __init__(self) -> None:
-        self.attempts: BoundedTable[tuple[int, ...], Activity] = BoundedTable(Activity)
+        self.attempts = ActivityTable()
         self.failures: BoundedTable[tuple[int, ...], Activity] = BoundedTable(Activity)
         self._ports = np.array(sorted(CONNECTION_COUNTED), np.int64)
 
@@ -80,7 +80,7 @@ class BruteForceDetector:
         syn = p.tcp & ((p.flags & (SYN | ACK | RST)) == SYN)
         idx = np.flatnonzero(syn & np.isin(p.dport, self._ports))
         if idx.size:
-            track_activity(self.attempts, [p.src[idx], p.dst[idx], p.dport[idx]], p.ts[idx])
+            self.attempts.track([p.src[idx], p.dst[idx], p.dport[idx]], p.ts[idx])
 
     def failure(self, client: int, server: int, port: int, ts: float) -> None:
         act = self.failures.get((client, server, port))
