@@ -11,10 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sentinel.collectors import build_probes
-from sentinel.collectors.network import ScopedNetwork
-from sentinel.collectors.runner import PlannedJob, plan_sweep, run_sweep_jobs
 from sentinel.config.settings import Settings
 from sentinel.engine.anomaly import AnomalyEngine
 from sentinel.engine.loader import load_rules
@@ -31,6 +29,10 @@ from sentinel.registry.models import Registry
 from sentinel.sinks import Sink, SweepOutcome, build_sinks
 from sentinel.sinks.elasticsearch.outbox import install_outbox
 from sentinel.store import SqliteStore
+
+if TYPE_CHECKING:  # the collectors (aiohttp, raw sockets) load only when a sweep is planned or run
+    from sentinel.collectors.network import ScopedNetwork
+    from sentinel.collectors.runner import PlannedJob
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -102,11 +104,16 @@ class Sentinel:
         return build_sinks(self.settings.sinks)
 
     def plan(self) -> list[PlannedJob]:
+        from sentinel.collectors import build_probes
+        from sentinel.collectors.runner import plan_sweep
+
         return plan_sweep(self.registry, build_probes(self.settings.collectors))
 
     def validate(self) -> None:
         """Load everything a sweep needs, so user mistakes surface before any packet is sent."""
         _ = self.registry, self.rules, self.sinks, self.exceptions
+        from sentinel.collectors import build_probes
+
         build_probes(self.settings.collectors)
 
     async def sweep(self, net: ScopedNetwork | None = None) -> SweepOutcome:
@@ -118,6 +125,9 @@ class Sentinel:
         # The audit record goes in before the first packet.
         sweep_id = self.store.start_sweep(started, self.settings.actor, self.settings.fingerprint(), len(planned))
         own = net is None
+        from sentinel.collectors.network import ScopedNetwork
+        from sentinel.collectors.runner import run_sweep_jobs
+
         net = net or ScopedNetwork(self.registry.scope, self.settings.collectors)
         try:
             observations = await run_sweep_jobs(

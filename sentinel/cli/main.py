@@ -2,57 +2,58 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
 import click
 
 from sentinel import __version__
-from sentinel.cli.alerts_cmd import alerts
 from sentinel.cli.common import EXIT_USAGE
-from sentinel.cli.compliance_cmd import compliance
-from sentinel.cli.config_cmd import config
-from sentinel.cli.demo_cmd import demo
-from sentinel.cli.es_cmd import es
-from sentinel.cli.findings_cmd import findings
-from sentinel.cli.notify_cmd import notify
-from sentinel.cli.pcap_cmd import pcap, sniff
-from sentinel.cli.registry_cmd import registry
-from sentinel.cli.report_cmd import report
-from sentinel.cli.rules_cmd import rules
-from sentinel.cli.run_cmd import run
-from sentinel.cli.scan_cmd import scan
-from sentinel.cli.serve_cmd import serve
 from sentinel.errors import InputError, StoreError
 
+#: command name -> "module:attribute"; imported only when used, so `sentinel pcap ...` does not pay for aiohttp,
+#: the web view or the report renderers at start-up
+COMMANDS = {
+    "registry": "sentinel.cli.registry_cmd:registry",
+    "scan": "sentinel.cli.scan_cmd:scan",
+    "run": "sentinel.cli.run_cmd:run",
+    "serve": "sentinel.cli.serve_cmd:serve",
+    "findings": "sentinel.cli.findings_cmd:findings",
+    "alerts": "sentinel.cli.alerts_cmd:alerts",
+    "compliance": "sentinel.cli.compliance_cmd:compliance",
+    "notify": "sentinel.cli.notify_cmd:notify",
+    "report": "sentinel.cli.report_cmd:report",
+    "pcap": "sentinel.cli.pcap_cmd:pcap",
+    "sniff": "sentinel.cli.pcap_cmd:sniff",
+    "es": "sentinel.cli.es_cmd:es",
+    "config": "sentinel.cli.config_cmd:config",
+    "rules": "sentinel.cli.rules_cmd:rules",
+    "demo": "sentinel.cli.demo_cmd:demo",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="sentinel")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def cli(verbose: int) -> None:
     """Sentinel: network-security situational awareness for registered systems."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-for command in (
-    registry,
-    scan,
-    run,
-    serve,
-    findings,
-    alerts,
-    compliance,
-    notify,
-    report,
-    pcap,
-    sniff,
-    es,
-    config,
-    rules,
-    demo,
-):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:
