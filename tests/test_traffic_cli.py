@@ -100,7 +100,16 @@ def test_time_and_memory_limits_stop_one_file(tmp_path: Path) -> None:
             w.write(1_700_000_000 + i / 1000, tcp("10.0.0.9", "10.0.0.5", 40000 + i % 20000, i % 60000 + 1, 0x02))
     slow = analyze_isolated(path, empty, ThreatIntel(), time_limit=0.001, memory_mb=1024)
     assert slow.error is not None and "time limit" in slow.error
-    starved = analyze_isolated(path, empty, ThreatIntel(), time_limit=60, memory_mb=1)
+    # The memory limit caps what the analysis may add to what the child inherited, so the capture must make
+    # the detectors' tables grow for real: many distinct sources scanning many distinct hosts.
+    wide = tmp_path / "wide.pcap"
+    with PcapWriter(wide) as w:
+        for i in range(120_000):
+            src = f"10.{(i >> 8) & 255}.{i & 255}.{(i >> 16) + 1}"
+            w.write(
+                1_700_000_000 + i / 1000, tcp(src, f"172.16.{i & 255}.{(i >> 8) & 255}", 40000, i % 60000 + 1, 0x02)
+            )
+    starved = analyze_isolated(wide, empty, ThreatIntel(), time_limit=120, memory_mb=1)
     assert starved.error is not None and "memory" in starved.error
     fine = analyze_isolated(path, empty, ThreatIntel(), time_limit=60, memory_mb=1024)
     assert fine.error is None and fine.packets == 20_000
