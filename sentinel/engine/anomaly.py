@@ -20,17 +20,27 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sentinel.engine.features import Differ, count_window, derive_baseline, derive_change, load_differ
 from sentinel.engine.rule import Rule
-from sentinel.engine.ruleset import Entry, RuleSet, Verdict, evidence, field_view
+from sentinel.engine.ruleset import Entry, KindIndex, RuleSet, Verdict, evidence, field_view
 from sentinel.engine.state import MemoryState, State, StateBackend, StateKey
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.models import Registry, System
 
 FLAPPING_SUFFIX = "_flapping"
 GROUP_TARGET = "*"
+NO_EVIDENCE: dict[str, Any] = Verdict._field_defaults["evidence"]  # the one shared by absent verdicts
+_new_verdict = tuple.__new__  # builds a Verdict without the named tuple's Python-level __new__ (hot path)
+
+
+class Plan(NamedTuple):
+    """What one kind of observation from one system goes through, worked out once per engine."""
+
+    system: System
+    entries: list[Entry]  # the rules of that kind that apply to the system
+    skip: KindIndex  # the same, for skipping on targets with nothing open
 
 
 def flapping_rule(rule: Rule) -> Rule:
@@ -58,6 +68,12 @@ def flapping_rule(rule: Rule) -> Rule:
 def _overlay(derived: dict[str, Any], base: Callable[[str], Any]) -> Callable[[str], Any]:
     """Derived fields (`change.*`, `baseline.*`, `window.*`) over the observation's own."""
     return lambda name: derived[name] if name in derived else base(name)
+
+
+def _shown_target(rule: Rule, target: str) -> str:
+    """The target an absence verdict names: the target itself, or the group (`district:http,tls`)."""
+    assert rule.absence is not None
+    return target if target != GROUP_TARGET else f"{rule.absence.scope}:{','.join(rule.observation)}"
 
 
 def _group_key(rule: Rule, obs: Observation, system: System) -> tuple[str, str] | None:
@@ -89,7 +105,7 @@ class AnomalyEngine:
         self._state: dict[StateKey, State] | None = None
         self._gated: set[tuple[str, str]] = set()  # targets with `for`/`clear_after` counters
         self._arrived: dict[StateKey, datetime] = {}  # absence rules: latest arrival this sweep
-        self._dirty: set[StateKey] = set()
+        self._dirty: dict[StateKey, State] = {}  # the state touched this sweep, saved at the tick
         self._pending: list[Verdict] = []
         #: (system_id, target) pairs with an open or acknowledged finding. When set, stateless rules emit
         #: "absent" verdicts only for these (elsewhere there is nothing to clear), which lets the engine
@@ -97,6 +113,16 @@ class AnomalyEngine:
         self.active_targets: set[tuple[str, str]] | None = None
         self._flap = {r.id: flapping_rule(r) for r in rules.rules if r.flapping is not None}
         self._absence = {r.id: r for r in rules.rules if r.absence is not None}
+        self._absence_keys: dict[StateKey, None] = {}  # the state keys of absence rules, in state order
+        self._plans: dict[str, dict[str, Plan]] = {kind: {} for kind in rules.kinds}  # kind → system id → plan
+        # Absent verdicts, reused from one sweep to the next (immutable): a sweep of targets with open
+        # findings then allocates almost nothing that outlives it, which keeps the garbage collector's
+        # full passes rare. Per (system, target), by rule number; only the targets of the last sweep.
+        self._absent: dict[tuple[str, str], dict[int, Verdict]] = {}
+        self._absent_before: dict[tuple[str, str], dict[int, Verdict]] = {}
+        self._absence_absent: dict[StateKey, Verdict] = {}
+        self._stamp_at: datetime | None = None  # the last observation time turned into text, and the text
+        self._stamp = ""
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -105,66 +131,105 @@ class AnomalyEngine:
             self._state = self.backend.load()
             gate_only = {e.rule.id for kind in self.rules.kinds for e in self.rules.entries(kind) if e.gate_only}
             self._gated = {(s, t) for (r, s, t) in self._state if r in gate_only}
+            self._absence_keys = dict.fromkeys(k for k in self._state if k[0] in self._absence)
         return self._state
 
     def _slot(self, key: StateKey) -> State:
-        self._dirty.add(key)
         state = self._state if self._state is not None else self.state
         st = state.get(key)
         if st is None:
             st = state[key] = {}
+        self._dirty[key] = st
         return st
 
     # -- observe / tick -----------------------------------------------------------------------
     def observe(self, obs: Observation) -> None:
-        system = self._systems.get(obs.system_id)
-        if system is None:
+        plans = self._plans.get(obs.kind)
+        if plans is None:
+            return  # no rule reads this kind
+        sid = obs.system_id
+        plan = plans.get(sid)
+        if plan is None:
+            system = self._systems.get(sid)
+            if system is None:
+                return
+            plan = plans[sid] = self._plan(obs.kind, system)
+        if not plan.entries:
             return
-        sid, target = obs.system_id, obs.target
+        target = obs.target
         pair = (sid, target)
-        want_absent = self.active_targets is None or pair in self.active_targets
+        active = self.active_targets
+        want_absent = active is None or pair in active
+        emit = self._pending.append
         if not want_absent and pair not in self._gated:
             # Nothing is open on this target and no hysteresis is counting on it, so only "present"
-            # outcomes (and rules with other memory) matter: skip every rule whose guard is false.
-            index = self.rules.index(obs.kind, system, self.registry)
-            if not index.entries:
+            # outcomes (and rules with other memory) matter: skip every rule whose guard is not true.
+            found = plan.skip.candidates(obs)
+            if not found:
                 return
             view = field_view(obs)
             get = view.get
-            for entry in index.candidates(get):
+            for entry in found:
                 if entry.stateful:
-                    self._stateful_entry(entry, obs, view, system)
+                    self._stateful_entry(entry, obs, view, plan.system, False)
                 elif entry.test(get) is True:
-                    self._pending.append(Verdict(entry.rule, sid, target, True, evidence(entry, get, obs)))
-            return
-        entries = self.rules.applicable(obs.kind, system, self.registry)
-        if not entries:
+                    found_ev = evidence(entry, get, obs, self._stamp_of(obs.observed_at))
+                    emit(_new_verdict(Verdict, (entry.rule, sid, target, True, found_ev)))
             return
         view = field_view(obs)
         get = view.get
-        emit = self._pending.append
-        for entry in entries:
-            if not entry.stateful:
-                outcome = entry.test(get)
-                if outcome is True:
-                    emit(Verdict(entry.rule, sid, target, True, evidence(entry, get, obs)))
-                elif outcome is False and want_absent:
-                    emit(Verdict(entry.rule, sid, target, False))
-            else:
-                self._stateful_entry(entry, obs, view, system)
+        absent = self._absent_cache(pair) if want_absent else None
+        for entry in plan.entries:
+            if entry.stateful:
+                self._stateful_entry(entry, obs, view, plan.system, want_absent)
+                continue
+            outcome = entry.test(get)
+            if outcome is True:
+                found_ev = evidence(entry, get, obs, self._stamp_of(obs.observed_at))
+                emit(_new_verdict(Verdict, (entry.rule, sid, target, True, found_ev)))
+            elif outcome is False and absent is not None:
+                verdict = absent.get(entry.number)
+                if verdict is None:
+                    verdict = _new_verdict(Verdict, (entry.rule, sid, target, False, NO_EVIDENCE))
+                    absent[entry.number] = verdict
+                emit(verdict)
 
-    def _stateful_entry(self, entry: Entry, obs: Observation, view: dict[str, Any], system: System) -> None:
+    def _absent_cache(self, pair: tuple[str, str]) -> dict[int, Verdict]:
+        cache = self._absent.get(pair)
+        if cache is None:
+            cache = self._absent_before.pop(pair, None)
+            if cache is None:
+                cache = {}
+            self._absent[pair] = cache
+        return cache
+
+    def _plan(self, kind: str, system: System) -> Plan:
+        # Loaded before the first skip decision: `_gated` comes with the state.
+        self.state  # noqa: B018
+        entries = self.rules.applicable(kind, system, self.registry)
+        return Plan(system, entries, self.rules.index(kind, system, self.registry))
+
+    def _stamp_of(self, at: datetime) -> str:
+        """`at.isoformat()`, remembered for the last `at` (observations of one batch share their time)."""
+        if at is not self._stamp_at:
+            self._stamp_at, self._stamp = at, at.isoformat()
+        return self._stamp
+
+    def _stateful_entry(
+        self, entry: Entry, obs: Observation, view: dict[str, Any], system: System, want_absent: bool
+    ) -> None:
         if entry.rule.absence is not None:
             self._seen(entry.rule, obs, system)
         else:
-            self._stateful(entry, obs, view)
+            self._stateful(entry, obs, view, want_absent)
 
     def tick(self, now: datetime) -> list[Verdict]:
         """Close one sweep: absence checks, persist the touched state, hand over this sweep's verdicts."""
         self._check_absence(now)
         if self._dirty:
-            self.backend.save({k: self.state[k] for k in self._dirty if k in self.state}, now)
-            self._dirty.clear()
+            self.backend.save(self._dirty, now)
+            self._dirty = {}
+        self._absent_before, self._absent = self._absent, {}
         verdicts, self._pending = self._pending, []
         return verdicts
 
@@ -181,7 +246,7 @@ class AnomalyEngine:
         return self.tick(now)
 
     # -- stateful rules -----------------------------------------------------------------------
-    def _stateful(self, entry: Entry, obs: Observation, view: dict[str, Any]) -> None:
+    def _stateful(self, entry: Entry, obs: Observation, view: dict[str, Any], want_absent: bool) -> None:
         rule = entry.rule
         key = (rule.id, obs.system_id, obs.target)
         if entry.lazy_state and key not in (self._state if self._state is not None else self.state):
@@ -189,10 +254,12 @@ class AnomalyEngine:
             # holds: before that, every counter and the flip history would say "never seen".
             raw = entry.test(view.get)
             if raw is not True:
-                if raw is False and self._wants_absent(obs):
-                    self._pending.append(Verdict(rule, obs.system_id, obs.target, False))
+                if raw is False and want_absent:
+                    self._pending.append(self._absent_verdict(entry.number, rule, obs.system_id, obs.target))
                     if rule.flapping is not None:
-                        self._pending.append(Verdict(self._flap[rule.id], obs.system_id, obs.target, False))
+                        companion = self._flap[rule.id]
+                        flap = self._absent_verdict(-1 - entry.number, companion, obs.system_id, obs.target)
+                        self._pending.append(flap)
                 return
             if entry.gate_only:
                 self._gated.add((obs.system_id, obs.target))
@@ -220,14 +287,19 @@ class AnomalyEngine:
         if decision is None:
             return
         if decision:
-            found = evidence(entry, get, obs)
+            found = evidence(entry, get, obs, self._stamp_of(obs.observed_at))
             found.update({k: v for k, v in derived.items() if v is not None})
             self._pending.append(Verdict(rule, obs.system_id, obs.target, True, found))
-        elif self._wants_absent(obs):
-            self._pending.append(Verdict(rule, obs.system_id, obs.target, False))
+        elif want_absent:
+            self._pending.append(self._absent_verdict(entry.number, rule, obs.system_id, obs.target))
 
-    def _wants_absent(self, obs: Observation) -> bool:
-        return self.active_targets is None or (obs.system_id, obs.target) in self.active_targets
+    def _absent_verdict(self, number: int, rule: Rule, system_id: str, target: str) -> Verdict:
+        """The (reused) absent verdict of the rule numbered `number` (negative: its flapping companion)."""
+        cache = self._absent_cache((system_id, target))
+        verdict = cache.get(number)
+        if verdict is None:
+            verdict = cache[number] = _new_verdict(Verdict, (rule, system_id, target, False, NO_EVIDENCE))
+        return verdict
 
     @staticmethod
     def _gate(rule: Rule, st: State, raw: bool) -> bool | None:
@@ -274,31 +346,37 @@ class AnomalyEngine:
             self._arrived[key] = obs.observed_at  # merged into the state once per tick
 
     def _check_absence(self, now: datetime) -> None:
+        state = self.state
         for key, at in self._arrived.items():
+            if key not in state:
+                self._absence_keys[key] = None
             st = self._slot(key)
-            stamp = at.isoformat()
+            stamp = self._stamp_of(at)
             if str(st.get("last", "")) < stamp:
                 st["last"] = stamp
         self._arrived.clear()
-        for (rule_id, system_id, target), st in self.state.items():
-            rule = self._absence.get(rule_id)
-            if rule is None or rule.absence is None or "last" not in st:
+        for key in self._absence_keys:
+            st = state[key]
+            rule_id, system_id, target = key
+            rule = self._absence[rule_id]
+            if rule.absence is None or "last" not in st:
                 continue
             per_system = target != GROUP_TARGET or rule.absence.scope == "system"
             if per_system and system_id not in self._systems:
                 continue  # retired system: nothing is expected from it any more
             last = datetime.fromisoformat(str(st["last"]))
             silent = now - last
-            present = silent > rule.absence.after
-            evidence = (
-                {
+            if silent > rule.absence.after:
+                found = {
                     "last_seen": last.isoformat(),
                     "silent_for_s": int(silent.total_seconds()),
                     "expected_within_s": int(rule.absence.after.total_seconds()),
                     "kinds": list(rule.observation),
                 }
-                if present
-                else {}
-            )
-            shown = target if target != GROUP_TARGET else f"{rule.absence.scope}:{','.join(rule.observation)}"
-            self._pending.append(Verdict(rule, system_id, shown, present, evidence))
+                self._pending.append(Verdict(rule, system_id, _shown_target(rule, target), True, found))
+                continue
+            verdict = self._absence_absent.get(key)
+            if verdict is None:
+                verdict = Verdict(rule, system_id, _shown_target(rule, target), False, {})
+                self._absence_absent[key] = verdict
+            self._pending.append(verdict)

@@ -48,6 +48,11 @@ class AppliesTo(BaseModel):
             return False
         return not (self.tags is not None and not set(self.tags) & set(system.tags))
 
+    @staticmethod
+    def signature(system: System) -> tuple[object, ...]:
+        """Everything `matches` reads of a system: systems with equal signatures get the same rules."""
+        return system.tier, system.mlps_level, system.cii, frozenset(system.tags)
+
 
 class Controls(BaseModel):
     """References into control frameworks: clause ids per framework."""

@@ -1,8 +1,8 @@
 """Rules indexed by what they read, and one-shot evaluation of observations against them.
 
 The index is two-level: observation kind → rules that read it, and (kind, system) → the rules of that
-kind that apply to that system (tier, level, CII, tags), computed once per system. Evaluating an
-observation is then one closure call per candidate rule over a flattened field view.
+kind that apply to that system (tier, level, CII, tags), computed once per set of alike systems. Evaluating
+an observation is then one closure call per candidate rule over a flattened field view.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from sentinel.engine.conditions import Compiled, Condition, Getter
-from sentinel.engine.rule import Rule
+from sentinel.engine.rule import AppliesTo, Rule
 from sentinel.models import Observation
 from sentinel.registry.models import Registry, System
 
@@ -37,6 +37,7 @@ class Entry(NamedTuple):
     stateful: bool
     gate_only: bool  # stateful only through `for`/`clear_after` (no feature, no flapping)
     lazy_state: bool  # no feature: keeps no memory of a target until its condition first holds
+    number: int  # the rule's position in its RuleSet (a cheap key that stays unique if two ids clash)
 
 
 _NUMBER_OPS = ("gt", "ge", "lt", "le")
@@ -62,69 +63,85 @@ def guard_leaf(cond: Condition | None) -> Condition | None:
     return best if best is not None and rank(best) > 0 else None
 
 
+# The observation's own attributes, which win over data keys of the same name (see `field_view`).
+ATTRIBUTE_FIELDS = frozenset({"status", "error", "kind", "target", "probe", "system_id"})
+
+
 class KindIndex:
     """The applicable rules of one kind for one kind of system, split by how they can be skipped.
 
-    Used only when no finding is open on the observation's target: then a rule whose guard leaf is
-    definitely false cannot produce anything the tracker needs (no finding to open, none to clear)."""
+    Used only when no finding is open on the observation's target: then a rule whose guard leaf is not
+    definitely true cannot produce anything the tracker needs (no finding to open, none to clear): a
+    false guard makes the condition false, an unknown one makes it at best unknown."""
 
     def __init__(self, entries: list[Entry]) -> None:
         self.entries = entries
         self.always: list[Entry] = []
-        self.eq: dict[str, dict[Any, list[Entry]]] = defaultdict(lambda: defaultdict(list))
+        eq: dict[str, dict[Any, list[Entry]]] = defaultdict(lambda: defaultdict(list))
         ordered: dict[tuple[str, str], list[tuple[float, Entry]]] = defaultdict(list)
         for entry in entries:
             # `for`-only rules are guarded too: the engine uses this index only for targets that have no
-            # hysteresis state, where a false guard means "nothing to count".
+            # hysteresis state, where a guard that is not true means "nothing to count".
             indexable = not entry.stateful or entry.gate_only
             leaf = guard_leaf(entry.rule.condition) if indexable else None
             if leaf is None or leaf.field is None:
                 self.always.append(entry)
             elif leaf.op == "eq":
-                self.eq[leaf.field][leaf.value].append(entry)
+                eq[leaf.field][leaf.value].append(entry)
             else:
                 ordered[(leaf.field, str(leaf.op))].append((float(leaf.value), entry))
-        self.ordered: list[tuple[str, str, list[float], list[Entry]]] = []
+        #: (field, is an attribute, guard value → rules, every rule guarded on the field)
+        self.eq: list[tuple[str, bool, dict[Any, list[Entry]], list[Entry]]] = [
+            (name, name in ATTRIBUTE_FIELDS, dict(groups), [e for group in groups.values() for e in group])
+            for name, groups in eq.items()
+        ]
+        #: (field, is an attribute, op, sorted thresholds, their rules)
+        self.ordered: list[tuple[str, bool, str, list[float], list[Entry]]] = []
         for (name, op), items in ordered.items():
             items.sort(key=lambda item: item[0])
-            self.ordered.append((name, op, [t for t, _ in items], [e for _, e in items]))
-        self.eq_all = {name: [e for group in groups.values() for e in group] for name, groups in self.eq.items()}
+            self.ordered.append((name, name in ATTRIBUTE_FIELDS, op, [t for t, _ in items], [e for _, e in items]))
 
-    def candidates(self, get: Getter) -> list[Entry]:
-        """Rules whose guard is true or unknown for this observation (plus those without a guard)."""
-        out = list(self.always)
-        for name, groups in self.eq.items():
-            x = get(name)
+    def candidates(self, obs: Observation) -> list[Entry]:
+        """Rules whose guard is true for this observation (plus those without a guard), in index order.
+
+        Reads the guard fields straight from the observation, so a target with no candidate costs no
+        field view."""
+        out = self.always
+        data = obs.data
+        x: Any
+        hit: list[Entry] | None
+        for name, attribute, groups, every in self.eq:
+            x = obs.get(name) if attribute else data.get(name)
             if x is None:
-                out.extend(self.eq_all[name])
-                continue
+                continue  # the guard is unknown: the condition cannot be true
             try:
-                out.extend(groups.get(x, ()))
-            except TypeError:  # unhashable observed value
-                out.extend(self.eq_all[name])
-        for name, op, thresholds, ordered in self.ordered:
-            x = get(name)
-            if x is None:
-                out.extend(ordered)
-                continue
+                hit = groups.get(x)
+            except TypeError:  # unhashable observed value: let the condition decide
+                hit = every
+            if hit:
+                out = out + hit
+        for name, attribute, op, thresholds, rules in self.ordered:
+            x = obs.get(name) if attribute else data.get(name)
             cls = x.__class__
             if cls is not float and cls is not int:
-                continue  # the guard is unknown: nothing can be present
+                continue  # missing, or not a number (bool included): the guard is unknown
             if op == "gt":
-                out.extend(ordered[: bisect_left(thresholds, x)])
+                hit = rules[: bisect_left(thresholds, x)]
             elif op == "ge":
-                out.extend(ordered[: bisect_right(thresholds, x)])
+                hit = rules[: bisect_right(thresholds, x)]
             elif op == "lt":
-                out.extend(ordered[bisect_right(thresholds, x) :])
+                hit = rules[bisect_right(thresholds, x) :]
             else:
-                out.extend(ordered[bisect_left(thresholds, x) :])
+                hit = rules[bisect_left(thresholds, x) :]
+            if hit:
+                out = out + hit
         return out
 
 
 def field_view(obs: Observation) -> dict[str, Any]:
     """The observation flattened into one mapping, as rules read it (attributes win over data keys)."""
     view = dict(obs.data)
-    view["status"] = obs.status.value
+    view["status"] = obs.status._value_  # the plain value, without the enum's descriptor lookup
     view["error"] = obs.error
     view["kind"] = obs.kind
     view["target"] = obs.target
@@ -133,8 +150,10 @@ def field_view(obs: Observation) -> dict[str, Any]:
     return view
 
 
-def evidence(entry: Entry, get: Getter, obs: Observation) -> dict[str, Any]:
-    ev: dict[str, Any] = {"observed_at": obs.observed_at.isoformat(), "probe": obs.probe}
+def evidence(entry: Entry, get: Getter, obs: Observation, stamp: str | None = None) -> dict[str, Any]:
+    """What a present verdict shows: when, by which probe, and the fields the rule read.
+    `stamp`: `obs.observed_at.isoformat()` when the caller already has it."""
+    ev: dict[str, Any] = {"observed_at": stamp or obs.observed_at.isoformat(), "probe": obs.probe}
     for name in entry.evidence_fields:
         value = get(name)
         if value is not None:
@@ -147,7 +166,7 @@ class RuleSet:
         self.rules = [r for r in rules if r.enabled]
         self._by_kind: dict[str, list[Rule]] = defaultdict(list)
         self._entries: dict[str, list[Entry]] = defaultdict(list)
-        for rule in self.rules:
+        for number, rule in enumerate(self.rules):
             gate_only = (
                 rule.stateful
                 and rule.flapping is None
@@ -155,12 +174,20 @@ class RuleSet:
             )
             featureless = not any(getattr(rule, k) is not None for k in ("change", "baseline", "window", "absence"))
             entry = Entry(
-                rule, rule.compiled, rule.evidence_fields, rule.stateful, gate_only, rule.stateful and featureless
+                rule,
+                rule.compiled,
+                rule.evidence_fields,
+                rule.stateful,
+                gate_only,
+                rule.stateful and featureless,
+                number,
             )
             for kind in rule.observation:
                 self._by_kind[kind].append(rule)
                 self._entries[kind].append(entry)
         self._applicable: dict[tuple[str, str], list[Entry]] = {}
+        self._alike: dict[tuple[object, ...], list[Entry]] = {}  # by kind and applicability signature
+        self._index_of_list: dict[int, KindIndex] = {}
         self._indexes: dict[tuple[str, str], KindIndex] = {}
         self._shared: dict[tuple[str, ...], KindIndex] = {}
         self._registry: Registry | None = None
@@ -182,12 +209,18 @@ class RuleSet:
         """The rules reading `kind` that apply to `system` (cached per registry)."""
         if registry is not self._registry:
             self._applicable.clear()
+            self._alike.clear()
+            self._index_of_list.clear()  # keyed by the ids of lists `_alike` held
             self._indexes.clear()
             self._registry = registry
         key = (kind, system.id)
         found = self._applicable.get(key)
         if found is None:
-            found = [e for e in self._entries.get(kind, ()) if e.rule.applies_to.matches(system)]
+            alike = (kind, *AppliesTo.signature(system))
+            found = self._alike.get(alike)
+            if found is None:
+                found = [e for e in self._entries.get(kind, ()) if e.rule.applies_to.matches(system)]
+                self._alike[alike] = found
             self._applicable[key] = found
         return found
 
@@ -197,10 +230,13 @@ class RuleSet:
         key = (kind, system.id)
         found = self._indexes.get(key)
         if found is None:
-            signature = (kind, *(e.rule.id for e in entries))
-            found = self._shared.get(signature)
+            found = self._index_of_list.get(id(entries))  # systems alike share their list of entries
             if found is None:
-                found = self._shared[signature] = KindIndex(entries)
+                signature = (kind, *(e.rule.id for e in entries))
+                found = self._shared.get(signature)
+                if found is None:
+                    found = self._shared[signature] = KindIndex(entries)
+                self._index_of_list[id(entries)] = found
             self._indexes[key] = found
         return found
 
