@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from sentinel.demo.estate import DemoEstate
 
 
 @pytest.fixture
@@ -20,3 +25,20 @@ def write_file(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+@contextlib.contextmanager
+def background_estate(folder: Path, net: str) -> Iterator[tuple[DemoEstate, asyncio.AbstractEventLoop]]:
+    """The demo estate's real servers on `net`.0/24, served from a background event loop so that code under
+    test (CLI calls, subprocesses) can run its own loop and reach them."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    estate = DemoEstate(folder, net=net)
+    asyncio.run_coroutine_threadsafe(estate.start(), loop).result(30)
+    try:
+        yield estate, loop
+    finally:
+        asyncio.run_coroutine_threadsafe(estate.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

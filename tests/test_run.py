@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,23 +18,15 @@ import yaml
 
 from sentinel.demo.estate import DemoEstate, free_port
 from sentinel.store import SqliteStore
+from tests.conftest import background_estate
 
 NET = "127.80.0"
 
 
 @pytest.fixture
 def estate(tmp_path: Path) -> Iterator[DemoEstate]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    est = DemoEstate(tmp_path / "estate", net=NET)
-    asyncio.run_coroutine_threadsafe(est.start(), loop).result(30)
-    try:
+    with background_estate(tmp_path / "estate", NET) as (est, _):
         yield est
-    finally:
-        asyncio.run_coroutine_threadsafe(est.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
 
 
 def get(url: str, token: str | None = None) -> tuple[int, Any]:

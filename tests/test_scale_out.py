@@ -3,12 +3,10 @@ and every finding arrives once (deterministic ids, no conflicting state)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 import yaml
 
 from sentinel.demo.estate import DemoEstate
+from tests.conftest import background_estate
 from tests.es_double import EsDouble
 
 NET = "127.83.0"
@@ -23,17 +22,8 @@ NET = "127.83.0"
 
 @pytest.fixture
 def estate(tmp_path: Path) -> Iterator[DemoEstate]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    est = DemoEstate(tmp_path / "estate", net=NET)
-    asyncio.run_coroutine_threadsafe(est.start(), loop).result(30)
-    try:
+    with background_estate(tmp_path / "estate", NET) as (est, _):
         yield est
-    finally:
-        asyncio.run_coroutine_threadsafe(est.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
 
 
 def sentinel(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ from sentinel.cli.main import main
 from sentinel.config.settings import CollectorSettings, Settings
 from sentinel.demo.estate import DemoEstate
 from sentinel.models import FindingStatus
+from tests.conftest import background_estate
 
 NET = "127.78.0"
 
@@ -31,24 +32,13 @@ def _settings(folder: Path, ca: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def estate(tmp_path: Path) -> Iterator[tuple[DemoEstate, Path, asyncio.AbstractEventLoop]]:
-    """The demo estate served from a background event loop, so CLI calls (which run their own loop) can scan it."""
-    import threading
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    est = DemoEstate(tmp_path, net=NET)
-    asyncio.run_coroutine_threadsafe(est.start(), loop).result(30)
-    (tmp_path / "registry.yaml").write_text(est.registry_yaml(), encoding="utf-8")
-    assert est.ca is not None
-    config = tmp_path / "sentinel.yaml"
-    config.write_text(yaml.safe_dump(_settings(tmp_path, est.ca.files.cert)), encoding="utf-8")
-    try:
+    """The demo estate on loopback, and a settings file that points Sentinel at it."""
+    with background_estate(tmp_path, NET) as (est, loop):
+        (tmp_path / "registry.yaml").write_text(est.registry_yaml(), encoding="utf-8")
+        assert est.ca is not None
+        config = tmp_path / "sentinel.yaml"
+        config.write_text(yaml.safe_dump(_settings(tmp_path, est.ca.files.cert)), encoding="utf-8")
         yield est, config, loop
-    finally:
-        asyncio.run_coroutine_threadsafe(est.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
 
 
 def _scan_json(config: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, list[dict[str, Any]]]:

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sentinel.app import Sentinel
-from sentinel.cli.common import EXIT_OK, SEVERITY_STYLE, age, build_app, console, settings_options
+from sentinel.cli.common import EXIT_OK, SEVERITY_STYLE, age, build_app, console, registry_option, settings_options
 from sentinel.models import FindingStatus, Severity
 
 
@@ -51,13 +51,7 @@ def alerts_view(app: Sentinel, min_severity: Severity | None, limit: int) -> Gro
 
 @click.command()
 @settings_options
-@click.option(
-    "--registry",
-    "registry_path",
-    type=click.Path(path_type=Path),
-    envvar="SENTINEL_REGISTRY",
-    help="Registry, to show each system's owning department.",
-)
+@registry_option("Registry, to show each system's owning department.")
 @click.option("--severity", type=click.Choice([s.value for s in Severity]), help="At or above this severity.")
 @click.option("--follow", "-f", is_flag=True, help="Keep refreshing (Ctrl-C to stop).")
 @click.option("--interval", default=5.0, show_default=True, help="Refresh interval in seconds with --follow.")

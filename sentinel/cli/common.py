@@ -51,6 +51,13 @@ def settings_options(func: F) -> F:
     return func
 
 
+def registry_option(help_text: str = "Registry file or folder.") -> Callable[[F], F]:
+    """--registry PATH (or SENTINEL_REGISTRY), the same on every command that reads the registry."""
+    return click.option(
+        "--registry", "registry_path", type=click.Path(path_type=Path), envvar="SENTINEL_REGISTRY", help=help_text
+    )
+
+
 def build_settings(config_file: Path | None, **flags: Any) -> Settings:
     if config_file is not None and not config_file.exists():
         raise click.BadParameter(f"{config_file}: no such file", param_hint="--config")

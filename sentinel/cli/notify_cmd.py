@@ -7,18 +7,12 @@ from pathlib import Path
 
 import click
 
-from sentinel.cli.common import EXIT_FINDINGS, EXIT_OK, build_app, console, settings_options
+from sentinel.cli.common import EXIT_FINDINGS, EXIT_OK, build_app, console, registry_option, settings_options
 from sentinel.notify.notifier import Notifier
 
 
 @click.command()
-@click.option(
-    "--registry",
-    "registry_path",
-    type=click.Path(path_type=Path),
-    envvar="SENTINEL_REGISTRY",
-    help="Registry file or folder (owners' addresses come from it).",
-)
+@registry_option("Registry file or folder (owners' addresses come from it).")
 @settings_options
 @click.option("--dry-run", is_flag=True, help="Show what would be sent, and send nothing.")
 def notify(registry_path: Path | None, config_file: Path | None, store: Path | None, dry_run: bool) -> int:

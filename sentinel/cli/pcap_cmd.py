@@ -17,6 +17,9 @@ from sentinel.cli.common import (
     render_findings,
     settings_options,
 )
+from sentinel.cli.common import (
+    registry_option as common_registry_option,
+)
 from sentinel.errors import InputError, Problem
 from sentinel.models import Finding, Observation
 from sentinel.models.finding import fingerprint
@@ -26,12 +29,8 @@ from sentinel.traffic.analyze import with_unregistered
 from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
 from sentinel.traffic.isolate import analyze_batch
 
-registry_option = click.option(
-    "--registry",
-    "registry_path",
-    type=click.Path(path_type=Path),
-    envvar="SENTINEL_REGISTRY",
-    help="Registry file or folder (without one, every host is reported as unregistered).",
+registry_option = common_registry_option(
+    "Registry file or folder (without one, every host is reported as unregistered)."
 )
 rules_option = click.option(
     "--rules",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sentinel.cli.common import EXIT_FINDINGS, EXIT_OK, build_app, parse_when, settings_options
+from sentinel.cli.common import EXIT_FINDINGS, EXIT_OK, build_app, parse_when, registry_option, settings_options
 from sentinel.compliance.assess import assess
 from sentinel.compliance.frameworks import load_frameworks
 from sentinel.reports.build import Scope, build_report
@@ -25,7 +25,7 @@ def report() -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
-@click.option("--registry", "registry_path", type=click.Path(path_type=Path), envvar="SENTINEL_REGISTRY")
+@registry_option()
 @settings_options
 @click.option("--department", multiple=True, help="Only this department's systems (repeatable).")
 @click.option("--tier", multiple=True, type=click.Choice(["city", "district", "street"]))

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from sentinel.cli.common import EXIT_OK, build_settings, settings_options, shard_option
+from sentinel.cli.common import EXIT_OK, build_settings, registry_option, settings_options, shard_option
 from sentinel.config.settings import Settings
 from sentinel.exporter import parse_listen
 from sentinel.runtime.logs import configure_logging
@@ -23,13 +23,7 @@ def monitor_listener(monitor: Monitor) -> web.Application:
 
 
 @click.command()
-@click.option(
-    "--registry",
-    "registry_path",
-    type=click.Path(path_type=Path),
-    envvar="SENTINEL_REGISTRY",
-    help="Registry file or folder.",
-)
+@registry_option("Registry file or folder.")
 @settings_options
 @shard_option
 @click.option("--listen", help="HOST:PORT for the web view, API, health and metrics (default: serve.listen).")

@@ -14,6 +14,7 @@ from sentinel.cli.common import (
     build_app,
     console,
     format_option,
+    registry_option,
     render_findings,
     settings_options,
     shard_option,
@@ -23,13 +24,7 @@ from sentinel.sinks import SweepOutcome
 
 
 @click.command()
-@click.option(
-    "--registry",
-    "registry_path",
-    type=click.Path(path_type=Path),
-    envvar="SENTINEL_REGISTRY",
-    help="Registry file or folder.",
-)
+@registry_option("Registry file or folder.")
 @click.option(
     "--rules",
     "rule_paths",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sentinel.cli.common import EXIT_OK, build_settings, console, settings_options
+from sentinel.cli.common import EXIT_OK, build_settings, console, registry_option, settings_options
 from sentinel.errors import InputError, Problem
 from sentinel.exporter import parse_listen
 from sentinel.registry.loader import load_registry
@@ -16,13 +16,7 @@ from sentinel.web.listener import build_listener, serve_until_stopped
 
 @click.command()
 @click.option("--listen", help="HOST:PORT to serve on (default: serve.listen, 127.0.0.1:9108).")
-@click.option(
-    "--registry",
-    "registry_path",
-    type=click.Path(path_type=Path),
-    envvar="SENTINEL_REGISTRY",
-    help="Registry file or folder: enables the web view and adds tier/department labels to metrics.",
-)
+@registry_option("Registry file or folder: enables the web view and adds tier/department labels to metrics.")
 @click.option(
     "--compliance-interval",
     type=click.FloatRange(min=0),
