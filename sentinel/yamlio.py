@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
 
 from sentinel.errors import InputError, Problem
+
+T = TypeVar("T")
 
 MAX_BYTES = 1_000_000
 MAX_ALIASES = 200
@@ -170,3 +172,24 @@ def validation_problems(
         shown["loc"] = (*prefix, *loc)
         problems.append(Problem(filename, line, _describe(shown)))
     return problems
+
+
+def parse_files(
+    roots: Iterable[Path], list_files: Callable[[Path], list[Path]], parse: Callable[[Path], T]
+) -> tuple[list[tuple[Path, T]], list[Problem]]:
+    """Parse every file under every root, collecting each InputError instead of stopping at the first,
+    so users see all their mistakes in one run."""
+    parsed: list[tuple[Path, T]] = []
+    problems: list[Problem] = []
+    for root in roots:
+        try:
+            files = list_files(root)
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        for file in files:
+            try:
+                parsed.append((file, parse(file)))
+            except InputError as exc:
+                problems.extend(exc.problems)
+    return parsed, problems

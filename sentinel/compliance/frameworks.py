@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.rule import AppliesTo, Rule
 from sentinel.errors import InputError, Problem
-from sentinel.yamlio import load_yaml_file, validation_problems
+from sentinel.yamlio import load_yaml_file, parse_files, validation_problems
 
 Namespace = Literal["mlps", "gov_web", "nist_800_53", "cis_v8"]
 Coverage = Literal["F", "P", "I"]
@@ -81,41 +81,32 @@ def framework_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+def parse_framework_file(file: Path) -> Framework:
+    data = load_yaml_file(file)
+    if not isinstance(data, dict):
+        raise InputError([Problem(str(file), 1, "a framework file must be a mapping")])
+    try:
+        fw = Framework.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(validation_problems(exc, data, str(file))) from None
+    ids = [r.id for r in fw.requirements]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise InputError([Problem(str(file), None, f"requirement '{dup}' is listed more than once") for dup in twice])
+    return fw
+
+
 def load_frameworks(paths: Iterable[Path] | None = None) -> list[Framework]:
     """Every framework under the given files/folders (default: the shipped ones); all problems at once."""
-    problems: list[Problem] = []
+    parsed, problems = parse_files(list(paths or [default_frameworks_dir()]), framework_files, parse_framework_file)
     out: list[Framework] = []
     seen: dict[str, str] = {}
-    for root in list(paths or [default_frameworks_dir()]):
-        try:
-            files = framework_files(root)
-        except InputError as exc:
-            problems.extend(exc.problems)
+    for file, fw in parsed:
+        if fw.framework in seen:
+            problems.append(Problem(str(file), 1, f"duplicate framework '{fw.framework}' (also {seen[fw.framework]})"))
             continue
-        for file in files:
-            try:
-                data = load_yaml_file(file)
-            except InputError as exc:
-                problems.extend(exc.problems)
-                continue
-            if not isinstance(data, dict):
-                problems.append(Problem(str(file), 1, "a framework file must be a mapping"))
-                continue
-            try:
-                fw = Framework.model_validate(data)
-            except ValidationError as exc:
-                problems.extend(validation_problems(exc, data, str(file)))
-                continue
-            ids = [r.id for r in fw.requirements]
-            for dup in sorted({i for i in ids if ids.count(i) > 1}):
-                problems.append(Problem(str(file), None, f"requirement '{dup}' is listed more than once"))
-            if fw.framework in seen:
-                problems.append(
-                    Problem(str(file), 1, f"duplicate framework '{fw.framework}' (also {seen[fw.framework]})")
-                )
-                continue
-            seen[fw.framework] = str(file)
-            out.append(fw)
+        seen[fw.framework] = str(file)
+        out.append(fw)
     if problems:
         raise InputError(problems)
     return out

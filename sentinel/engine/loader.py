@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from sentinel.engine.rule import Rule
 from sentinel.errors import InputError, Problem
-from sentinel.yamlio import LineDict, load_yaml_file, validation_problems
+from sentinel.yamlio import LineDict, load_yaml_file, parse_files, validation_problems
 
 #: Folders under a rules tree that hold fixtures, framework mappings and data files, not rules.
 FIXTURE_DIRS = {"tests", "fixtures", "frameworks", "data"}
@@ -47,26 +47,15 @@ def parse_rule_file(file: Path) -> Rule:
 
 def load_rules(paths: list[Path]) -> list[Rule]:
     """Every rule under the given files/folders, or an InputError listing every problem."""
-    problems: list[Problem] = []
+    parsed, problems = parse_files(paths, rule_files, parse_rule_file)
     rules: list[Rule] = []
     seen: dict[str, str] = {}
-    for root in paths:
-        try:
-            files = rule_files(root)
-        except InputError as exc:
-            problems.extend(exc.problems)
+    for file, rule in parsed:
+        if rule.id in seen:
+            problems.append(Problem(str(file), 1, f"duplicate rule id '{rule.id}' (also in {seen[rule.id]})"))
             continue
-        for file in files:
-            try:
-                rule = parse_rule_file(file)
-            except InputError as exc:
-                problems.extend(exc.problems)
-                continue
-            if rule.id in seen:
-                problems.append(Problem(str(file), 1, f"duplicate rule id '{rule.id}' (also in {seen[rule.id]})"))
-                continue
-            seen[rule.id] = str(file)
-            rules.append(rule)
+        seen[rule.id] = str(file)
+        rules.append(rule)
     if problems:
         raise InputError(problems)
     return rules
