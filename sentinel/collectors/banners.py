@@ -38,13 +38,13 @@ from sentinel.collectors.service_common import (
     connect_error_kind,
     insecure_tls_context,
     plan_service_jobs,
-    port_label,
     read_until,
     service_observation,
 )
 from sentinel.collectors.vulnerable_versions import Catalogue, load_catalogue
 from sentinel.config.settings import CollectorSettings
 from sentinel.models import Observation
+from sentinel.models.target import host_port
 from sentinel.registry.models import System
 
 MAX_GREETING_BYTES = 4096
@@ -99,7 +99,7 @@ class BannerProbe(Probe):
                 job,
                 port,
                 {"address": address, "service": expected, "error_kind": kind},
-                error=f"{port_label(job.host, port)}: {reason}",
+                error=f"{host_port(job.host, port)}: {reason}",
             )
         if port in HTTP_PORTS:
             return await self._http_server(job, net, address, port, (reader, writer))
@@ -113,7 +113,7 @@ class BannerProbe(Probe):
                 job,
                 port,
                 {"address": address, "service": expected, "error_kind": "protocol"},
-                error=f"{port_label(job.host, port)}: connection failed while reading the greeting: {exc}"[:300],
+                error=f"{host_port(job.host, port)}: connection failed while reading the greeting: {exc}"[:300],
             )
         greeting = parse_greeting(port, bytes(telnet.text) if telnet.negotiated else raw, telnet.options)
         await close_stream(writer, _GOODBYE.get(greeting.service, b""))
@@ -154,7 +154,7 @@ class BannerProbe(Probe):
                 job,
                 port,
                 {"address": address, "service": service, "error_kind": "protocol"},
-                error=f"{port_label(job.host, port)}: HEAD / failed: {reason}"[:300],
+                error=f"{host_port(job.host, port)}: HEAD / failed: {reason}"[:300],
             )
         finally:
             await close_stream(writer)

@@ -25,13 +25,13 @@ from sentinel.collectors.service_common import (
     close_stream,
     connect_error_kind,
     plan_service_jobs,
-    port_label,
     read_until,
     service_observation,
 )
 from sentinel.collectors.vulnerable_versions import Catalogue, load_catalogue
 from sentinel.config.settings import CollectorSettings
 from sentinel.models import Observation
+from sentinel.models.target import host_port
 from sentinel.registry.models import System
 
 SERVICE_BY_PORT = {
@@ -79,7 +79,7 @@ class ExposureProbe(Probe):
             "mongodb": self._mongodb,
         }
         base: Facts = {"address": address, "service": service, "method": "safe-check"}
-        label = port_label(job.host, port)
+        label = host_port(job.host, port)
         try:
             facts = await checks[service](net, address, job.host, port)
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:

@@ -18,9 +18,9 @@ import socket
 import ssl
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -47,6 +47,7 @@ class PortState(StrEnum):
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = ["CircuitOpen", "OutOfScope", "PortState", "ScopedNetwork", "jsonable_headers"]
 
@@ -238,22 +239,32 @@ class ScopedNetwork:
             return PortState.OPEN, rtt
 
     async def open_tls(
-        self, address: str, port: int, context: ssl.SSLContext, server_hostname: str | None
-    ) -> ssl.SSLObject:
-        """Complete a TLS handshake and return the SSL object (the connection is closed again)."""
+        self,
+        address: str,
+        port: int,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        inspect: Callable[[ssl.SSLObject], T],
+    ) -> T:
+        """Complete a TLS handshake, run `inspect` on the live session, then close the connection.
+
+        Session facts (certificate, protocol, cipher) are read before the close: once a server has
+        answered close_notify, `getpeercert()` raises "handshake not done yet"."""
         async with self._conn_slots[address]:
             await self.admit(address)
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(address, port, ssl=context, server_hostname=server_hostname or None),
                 self.settings.connect_timeout + self.settings.tls_timeout,
             )
-            sslobj = writer.get_extra_info("ssl_object")
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-            if sslobj is None:
-                raise ssl.SSLError("no TLS session was established")
-            return sslobj  # type: ignore[no-any-return]
+            try:
+                sslobj = writer.get_extra_info("ssl_object")
+                if sslobj is None:
+                    raise ssl.SSLError("no TLS session was established")
+                return inspect(sslobj)
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def open_stream(
         self,

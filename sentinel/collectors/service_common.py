@@ -15,6 +15,7 @@ from typing import Any
 
 from sentinel.collectors.base import ProbeJob
 from sentinel.models import Observation, ObservationStatus
+from sentinel.models.target import port_target
 from sentinel.registry.models import System
 
 #: the most a service probe reads from one peer
@@ -33,16 +34,6 @@ def plan_service_jobs(probe: str, system: System, wanted: Collection[int], high_
         if ports:
             jobs.append(ProbeJob(probe, system.id, host, host, ports=ports, declared=tuple(sorted(declared))))
     return jobs
-
-
-def port_label(host: str, port: int) -> str:
-    """`host:port`, with IPv6 literals bracketed (for messages)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def port_target(host: str, port: int) -> str:
-    """The observation target of one TCP port: `host:port/tcp`."""
-    return f"{port_label(host, port)}/tcp"
 
 
 def insecure_tls_context() -> ssl.SSLContext:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.network import PortState, ScopedNetwork
 from sentinel.models import Observation
+from sentinel.models.target import port_target
 from sentinel.registry.models import System
 
 
@@ -53,7 +54,7 @@ class TcpPortProbe(Probe):
             Observation(
                 kind="port",
                 system_id=job.system_id,
-                target=f"{job.host}:{port}/tcp",
+                target=port_target(job.host, port),
                 observed_at=now,
                 probe=self.name,
                 data={

@@ -15,6 +15,7 @@ from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.certinfo import certificate_facts
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.models import Observation, ObservationStatus
+from sentinel.models.target import host_port
 from sentinel.registry.models import System
 
 #: ports on `host` endpoints that speak TLS from the first byte
@@ -63,7 +64,7 @@ class TlsProbe(Probe):
             for host, port in pairs:
                 if (host, port) not in seen:
                     seen.add((host, port))
-                    yield ProbeJob(self.name, system.id, host, f"{host}:{port}", ports=(port,))
+                    yield ProbeJob(self.name, system.id, host, host_port(host, port), ports=(port,))
 
     def budget(self, job: ProbeJob) -> int:
         return 2
@@ -74,7 +75,7 @@ class TlsProbe(Probe):
         sni = job.host if not _is_ip(job.host) else None
         now = datetime.now(UTC)
         try:
-            sslobj = await net.open_tls(address, port, observing_context(), sni)
+            session = await net.open_tls(address, port, observing_context(), sni, _session_facts)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             return [
                 Observation(
@@ -88,16 +89,8 @@ class TlsProbe(Probe):
                     data={"host": job.host, "address": address, "port": port},
                 )
             ]
-        cipher = sslobj.cipher()
-        data: dict[str, Any] = {
-            "host": job.host,
-            "address": address,
-            "port": port,
-            "tls.protocol": sslobj.version(),
-            "tls.cipher": cipher[0] if cipher else None,
-            "tls.cipher_bits": cipher[2] if cipher else None,
-        }
-        der = sslobj.getpeercert(binary_form=True)
+        der = session.pop("der")
+        data: dict[str, Any] = {"host": job.host, "address": address, "port": port, **session}
         if der:
             try:
                 data.update(certificate_facts(der, job.host, now))
@@ -105,7 +98,7 @@ class TlsProbe(Probe):
                 data["cert.parse_error"] = str(exc)[:300]
         ca_file = str(self.settings.ca_file) if self.settings.ca_file else None
         try:
-            await net.open_tls(address, port, verifying_context(ca_file), sni)
+            await net.open_tls(address, port, verifying_context(ca_file), sni, lambda _s: None)
             data["chain.valid"], data["chain.error"] = True, None
         except ssl.SSLCertVerificationError as exc:
             data["chain.valid"], data["chain.error"] = False, exc.verify_message or str(exc)
@@ -116,6 +109,17 @@ class TlsProbe(Probe):
                 kind=self.kind, system_id=job.system_id, target=job.target, observed_at=now, probe=self.name, data=data
             )
         ]
+
+
+def _session_facts(sslobj: ssl.SSLObject) -> dict[str, Any]:
+    """What the live session says about itself; read before the connection closes."""
+    cipher = sslobj.cipher()
+    return {
+        "tls.protocol": sslobj.version(),
+        "tls.cipher": cipher[0] if cipher else None,
+        "tls.cipher_bits": cipher[2] if cipher else None,
+        "der": sslobj.getpeercert(binary_form=True),
+    }
 
 
 def _is_ip(host: str) -> bool:

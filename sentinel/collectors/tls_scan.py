@@ -283,18 +283,22 @@ class _Exchanger:
             return []
         self.connections += 1
         try:
-            sslobj = await self.net.open_tls(self.address, self.port, observing_context(), self.sni)
+            return await self.net.open_tls(self.address, self.port, observing_context(), self.sni, _unverified_chain)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             self.errors.append(f"certificate fetch: {exc}"[:200])
             return []
-        # CPython >= 3.10 has the unverified chain on the private object (public from 3.13)
-        inner = getattr(sslobj, "_sslobj", None)
-        chain_of = getattr(inner, "get_unverified_chain", None) or getattr(sslobj, "get_unverified_chain", None)
-        if chain_of is not None:
-            chain = chain_of() or []
-            return [c.public_bytes(_ssl.ENCODING_DER) for c in chain]
-        leaf = sslobj.getpeercert(binary_form=True)
-        return [leaf] if leaf else []
+
+
+def _unverified_chain(sslobj: ssl.SSLObject) -> list[bytes]:
+    """The certificates the server sent, leaf first, read from the live session."""
+    # CPython >= 3.10 has the unverified chain on the private object (public from 3.13)
+    inner = getattr(sslobj, "_sslobj", None)
+    chain_of = getattr(inner, "get_unverified_chain", None) or getattr(sslobj, "get_unverified_chain", None)
+    if chain_of is not None:
+        chain = chain_of() or []
+        return [c.public_bytes(_ssl.ENCODING_DER) for c in chain]
+    leaf = sslobj.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
 
 
 def _version_facts(attempts: dict[TlsVersion, Attempt]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sentinel.models import Observation
+from sentinel.models.target import port_target
 from sentinel.traffic.decode import ACK, RST, SYN, Packets
 from sentinel.traffic.detectors.base import MAX_PER_KIND, Context, largest, top_keys
 from sentinel.traffic.table import Activity, ActivityTable, BoundedTable, HashFilter, group
@@ -119,7 +120,7 @@ class SynFloodDetector:
             out.append(
                 (
                     act.peak_per_second,
-                    ctx.observation("traffic.syn_flood", book.attribute(d), f"{dst}:{port}/tcp", data),
+                    ctx.observation("traffic.syn_flood", book.attribute(d), port_target(dst, port), data),
                 )
             )
         return largest(out)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sentinel.models import Observation
+from sentinel.models.target import port_target
 from sentinel.traffic.decode import Packets
 from sentinel.traffic.detectors.base import SAMPLE, Context, largest, top_keys
 from sentinel.traffic.detectors.services import BruteForceDetector
@@ -334,7 +335,7 @@ class PayloadDetector:
                 "credentials.usernames": sorted(c.usernames),
                 "credentials.secret": REDACTED,
             }
-            target = f"{client} -> {server}:{port}/tcp {proto}"
+            target = f"{client} -> {port_target(server, port)} {proto}"
             creds.append(
                 (c.count, ctx.observation("traffic.cleartext_credentials", book.attribute(d, s), target, data))
             )

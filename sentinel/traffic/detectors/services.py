@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sentinel.models import Observation
+from sentinel.models.target import port_target
 from sentinel.traffic.decode import ACK, RST, SYN, Packets
 from sentinel.traffic.detectors.base import Context, largest, top_keys
 from sentinel.traffic.table import Activity, ActivityTable, BoundedTable, group
@@ -63,7 +64,7 @@ class UndeclaredServiceDetector:
                 "service.answers": svc.answers,
                 "service.clients": len(svc.clients),
             }
-            obs = ctx.observation("traffic.undeclared_service", book.attribute(h), f"{host}:{port}/tcp", data)
+            obs = ctx.observation("traffic.undeclared_service", book.attribute(h), port_target(host, port), data)
             out.append((svc.answers, obs))
         return largest(out)
 
@@ -112,6 +113,8 @@ class BruteForceDetector:
                 "login.failures_peak_per_minute": failures.peak_per_minute,
                 "login.duration_s": round(max(attempts.duration, failures.duration), 3),
             }
-            obs = ctx.observation("traffic.bruteforce", book.attribute(s, c), f"{client} -> {server}:{port}/tcp", data)
+            obs = ctx.observation(
+                "traffic.bruteforce", book.attribute(s, c), f"{client} -> {port_target(server, port)}", data
+            )
             out.append((attempts.count + failures.count, obs))
         return largest(out)
