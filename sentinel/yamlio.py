@@ -148,15 +148,46 @@ def line_of(data: Any, loc: Sequence[int | str]) -> int | None:
     return best
 
 
+_BOUNDS = {
+    "greater_than": "must be more than",
+    "greater_than_equal": "must be at least",
+    "less_than": "must be less than",
+    "less_than_equal": "must be at most",
+}
+_LIMIT_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+
+
+def _shown_value(value: Any) -> str | None:
+    """The offending value as the user wrote it, for scalars short enough to quote."""
+    if isinstance(value, bool) or value is None:
+        return None if value is None else str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str) and len(value) <= 80:
+        return repr(value)
+    return None
+
+
 def _describe(error: Any) -> str:
+    """One validation error as `loc: message`, naming the offending value (`tier: 'town' is not one of ...`)."""
     loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
     msg = str(error["msg"])
-    if error["type"] == "extra_forbidden":
+    kind = str(error["type"])
+    ctx = error.get("ctx") or {}
+    value = _shown_value(error.get("input"))
+    if kind == "extra_forbidden":
         return f"unknown key '{error['loc'][-1]}'" + (
             f" (in {'.'.join(map(str, error['loc'][:-1]))})" if len(error["loc"]) > 1 else ""
         )
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    elif kind in ("enum", "literal_error") and value is not None:
+        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        msg = f"{value} is not one of {expected}"
+    elif kind in _BOUNDS and value is not None:
+        msg = f"{value} {_BOUNDS[kind]} {ctx.get(_LIMIT_KEYS[kind], '?')}"
+    elif value is not None and kind != "missing" and value not in msg:
+        msg = f"{msg} (got {value})"
     return f"{loc}: {msg}" if loc else msg
 
 

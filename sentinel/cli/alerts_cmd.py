@@ -66,7 +66,7 @@ def alerts(
     limit: int,
 ) -> int:
     """Open findings by severity, newest first, with system, owner and age. Acknowledge with `findings ack`."""
-    app = build_app(config_file, store=store, registry=registry_path)
+    app = build_app(config_file, existing_store=True, store=store, registry=registry_path)
     if app.settings.registry is not None:
         _ = app.registry  # load (and validate) once, before the live view starts
     min_sev = Severity(severity) if severity else None

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from sentinel.app import Sentinel
 from sentinel.config.settings import Settings, load_settings
+from sentinel.errors import InputError, Problem
 from sentinel.models import Finding, Severity
 from sentinel.registry.sharding import parse_shard, shard_registry
 
@@ -64,8 +65,28 @@ def build_settings(config_file: Path | None, **flags: Any) -> Settings:
     return load_settings(config_file, flags)
 
 
-def build_app(config_file: Path | None, **flags: Any) -> Sentinel:
-    return Sentinel(build_settings(config_file, **flags))
+def build_app(config_file: Path | None, *, existing_store: bool = False, **flags: Any) -> Sentinel:
+    """The composition root for one command (it opens the store only when first used). Commands that read
+    what earlier runs recorded pass `existing_store=True`."""
+    app = Sentinel(build_settings(config_file, **flags))
+    if existing_store:
+        require_store(app.settings)
+    return app
+
+
+def require_store(settings: Settings) -> None:
+    """A missing store is a usage error for a reading command, not an empty store created on the spot."""
+    if not Path(settings.store).exists():
+        raise InputError(
+            [
+                Problem(
+                    str(settings.store),
+                    None,
+                    "no such store: nothing has been recorded there (run `sentinel scan` or `sentinel run` first,"
+                    " or name the store with --store or 'store:' in the config)",
+                )
+            ]
+        )
 
 
 def console(stderr: bool = False) -> Console:

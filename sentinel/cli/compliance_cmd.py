@@ -67,7 +67,9 @@ def status(
     """Verdict per system and requirement with evidence, and compliance ratios.
 
     The ratio is no_remote_finding / applicable requirements; not_assessed counts against it."""
-    app = build_app(config_file, store=store, registry=registry_path, rules=list(rule_paths) or None)
+    app = build_app(
+        config_file, existing_store=True, store=store, registry=registry_path, rules=list(rule_paths) or None
+    )
     frameworks = load_frameworks(list(framework_paths) or None)
     if framework_ids:
         unknown = set(framework_ids) - {f.framework for f in frameworks}

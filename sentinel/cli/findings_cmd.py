@@ -128,7 +128,7 @@ def list_(
     fmt: str,
 ) -> int:
     """List findings, most severe first, with their due dates (overdue ones marked)."""
-    app = build_app(config_file, store=store)
+    app = build_app(config_file, existing_store=True, store=store)
     wanted: list[FindingStatus] | None
     if "all" in statuses:
         wanted = None
@@ -158,7 +158,7 @@ def list_(
 @format_option()
 def show(finding_id: str, config_file: Path | None, store: Path | None, fmt: str) -> int:
     """Show one finding in full (ID may be a unique prefix)."""
-    app = build_app(config_file, store=store)
+    app = build_app(config_file, existing_store=True, store=store)
     f = _resolve_id(app, finding_id)
     policy, now = app.findings_policy, datetime.now(UTC)
     if fmt == "json":
@@ -202,7 +202,7 @@ def show(finding_id: str, config_file: Path | None, store: Path | None, fmt: str
 @format_option()
 def history(finding_id: str, config_file: Path | None, store: Path | None, fmt: str) -> int:
     """Every recorded change of a finding: who, when, why, from and to."""
-    app = build_app(config_file, store=store)
+    app = build_app(config_file, existing_store=True, store=store)
     f = _resolve_id(app, finding_id)
     events = app.store.finding_events(f.id)
     if fmt == "json":
@@ -221,7 +221,7 @@ def history(finding_id: str, config_file: Path | None, store: Path | None, fmt: 
 @format_option()
 def exceptions_(config_file: Path | None, store: Path | None, exceptions_file: Path | None, fmt: str) -> int:
     """Accepted risks from the reviewed exceptions file, with their state and the findings they cover."""
-    app = build_app(config_file, store=store)
+    app = build_app(config_file, existing_store=True, store=store)
     path = _policy(app, exceptions_file).exceptions
     if path is None:
         raise click.UsageError("no exceptions file: give --exceptions PATH or 'findings: {exceptions: PATH}'")
@@ -276,7 +276,7 @@ def _action(event: LifecycleEvent, help_text: str, with_until: bool = False) -> 
     ) -> int:
         if not reason.strip():
             raise click.BadParameter("say why (it goes into the audit log)", param_hint="--reason")
-        app = build_app(config_file, store=store, actor=actor)
+        app = build_app(config_file, existing_store=True, store=store, actor=actor)
         f = _resolve_id(app, finding_id)
         expiry = parse_when(until)
         now = datetime.now(UTC)

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from sentinel.cli.common import EXIT_FINDINGS, EXIT_OK, build_app, console, registry_option, settings_options
+from sentinel.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    build_app,
+    console,
+    registry_option,
+    require_store,
+    settings_options,
+)
 from sentinel.notify.notifier import Notifier
 
 
@@ -21,6 +29,7 @@ def notify(registry_path: Path | None, config_file: Path | None, store: Path | N
     settings = app.settings.notify
     if settings.smtp is None and not settings.webhooks:
         raise click.UsageError("no channel configured: set notify.smtp and/or notify.webhooks in sentinel.yaml")
+    require_store(app.settings)
     try:
         report = Notifier(settings, app.registry, app.store).run(datetime.now(UTC), dry_run=dry_run)
     finally:

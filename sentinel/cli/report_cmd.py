@@ -55,7 +55,7 @@ def compliance(
     until: str | None,
 ) -> int:
     """Write the MLPS compliance report, with a SHA-256 manifest beside it."""
-    app = build_app(config_file, registry=registry_path, store=store)
+    app = build_app(config_file, existing_store=True, registry=registry_path, store=store)
     try:
         registry = app.registry
         scope = Scope(

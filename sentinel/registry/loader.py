@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sentinel.errors import InputError, Problem
 from sentinel.registry.models import Registry, System
@@ -13,13 +14,12 @@ from sentinel.registry.scope import Scope
 from sentinel.yamlio import LineDict, LineList, load_yaml_file, load_yaml_text, validation_problems
 
 
-class RegistryFile(BaseModel):
-    """The shape of one registry file; a folder's files are merged."""
+class RegistryHead(BaseModel):
+    """The top-level keys of one registry file besides `systems` (validated one system at a time)."""
 
     model_config = ConfigDict(extra="forbid")
 
     scope: Scope | None = None
-    systems: list[System] = Field(default_factory=list)
 
 
 def registry_files(path: Path) -> list[Path]:
@@ -33,19 +33,47 @@ def registry_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _parse(data: Any, filename: str) -> tuple[RegistryFile | None, list[Problem]]:
+@dataclass(frozen=True)
+class ParsedFile:
+    """A file as far as it validated: each system in its place, None where it was invalid."""
+
+    scope: Scope | None = None
+    systems: tuple[System | None, ...] = ()
+
+
+def _parse(data: Any, filename: str) -> tuple[ParsedFile | None, list[Problem]]:
+    """Validate one file. Systems are validated one by one, so a bad system hides neither the good ones
+    (their scope and duplicate checks still run) nor its own other problems."""
     if data is None:
-        return RegistryFile(), []
+        return ParsedFile(), []
     if not isinstance(data, dict):
         return None, [
             Problem(
                 filename, getattr(data, "line", 1) or 1, "a registry file must be a mapping with 'scope' and 'systems'"
             )
         ]
+    problems: list[Problem] = []
+    raw_systems = data.get("systems")
     try:
-        return RegistryFile.model_validate(data), []
+        head = RegistryHead.model_validate({k: v for k, v in data.items() if k != "systems"})
     except ValidationError as exc:
-        return None, validation_problems(exc, data, filename)
+        problems.extend(validation_problems(exc, data, filename))
+        head = RegistryHead()
+    if raw_systems is None:
+        return ParsedFile(head.scope), problems
+    if not isinstance(raw_systems, list):
+        line = data.key_lines.get("systems") if isinstance(data, LineDict) else None
+        return None, [*problems, Problem(filename, line, "systems: must be a list of systems")]
+    systems: list[System | None] = []
+    for i, item in enumerate(raw_systems):
+        try:
+            systems.append(System.model_validate(item))
+        except ValidationError as exc:
+            item_line = _system_line(data, i)
+            for problem in validation_problems(exc, item, filename, prefix=("systems", i)):
+                problems.append(Problem(problem.file, problem.line or item_line, problem.message))
+            systems.append(None)
+    return ParsedFile(head.scope, tuple(systems)), problems
 
 
 def _system_line(data: Any, index: int) -> int | None:
@@ -65,10 +93,18 @@ def _endpoint_line(data: Any, sys_index: int, ep_index: int) -> int | None:
     return _system_line(data, sys_index)
 
 
+def _raw_id(data: Any, index: int) -> str | None:
+    try:
+        value = data["systems"][index]["id"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return value.strip() if isinstance(value, str) else None
+
+
 def build_registry(parsed: list[tuple[str, Any]]) -> Registry:
     """Validate parsed YAML documents (filename, data) into one Registry, or raise every problem."""
     problems: list[Problem] = []
-    files: list[tuple[str, Any, RegistryFile]] = []
+    files: list[tuple[str, Any, ParsedFile]] = []
     for filename, data in parsed:
         model, errs = _parse(data, filename)
         problems.extend(errs)
@@ -93,17 +129,18 @@ def build_registry(parsed: list[tuple[str, Any]]) -> Registry:
     for filename, data, model in files:
         for i, system in enumerate(model.systems):
             line = _system_line(data, i)
-            if system.id in seen:
-                first_file, first_line = seen[system.id]
+            # an invalid system still claims its id, so a duplicate is reported with the other problems
+            sid = system.id if system is not None else _raw_id(data, i)
+            if sid is not None and sid in seen:
+                first_file, first_line = seen[sid]
                 problems.append(
-                    Problem(
-                        filename,
-                        line,
-                        f"duplicate system id '{system.id}' (first defined at {first_file}:{first_line})",
-                    )
+                    Problem(filename, line, f"duplicate system id '{sid}' (first defined at {first_file}:{first_line})")
                 )
                 continue
-            seen[system.id] = (filename, line)
+            if sid is not None:
+                seen[sid] = (filename, line)
+            if system is None:
+                continue
             systems.append(system)
             if scope.allow:
                 for j, endpoint in enumerate(system.endpoints):
