@@ -69,29 +69,17 @@ def _feishu_sign(secret: str, ts: int) -> str:
     return base64.b64encode(hmac.new(f"{ts}\n{secret}".encode(), b"", hashlib.sha256).digest()).decode()
 
 
-def webhook_request(
-    hook: WebhookSettings, subject: str, markdown: str, payload: dict[str, Any]
-) -> urllib.request.Request:
+def webhook_request(hook: WebhookSettings, body: dict[str, Any]) -> urllib.request.Request:
+    """The POST for one message: `body` is already in the hook's format (see `notify.robots`); this adds
+    the signature each platform asks for."""
     secret = hook.secret.get_secret_value() if hook.secret else None
     url = hook.url
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": f"sentinel/{__version__}"}
-    body: dict[str, Any]
-    if hook.format == "wecom":
-        body = {"msgtype": "markdown", "markdown": {"content": markdown[:4000]}}
-    elif hook.format == "dingtalk":
-        body = {"msgtype": "markdown", "markdown": {"title": subject[:60], "text": markdown[:4000]}}
-        if secret:
-            url = _dingtalk_url(url, secret, int(time.time() * 1000))
-    elif hook.format == "feishu":
-        body = {
-            "msg_type": "post",
-            "content": {"post": {"zh_cn": {"title": subject, "content": [[{"tag": "text", "text": markdown[:4000]}]]}}},
-        }
-        if secret:
-            now = int(time.time())
-            body |= {"timestamp": str(now), "sign": _feishu_sign(secret, now)}
-    else:
-        body = payload
+    if secret and hook.format == "dingtalk":
+        url = _dingtalk_url(url, secret, int(time.time() * 1000))
+    elif secret and hook.format == "feishu":
+        now = int(time.time())
+        body = {**body, "timestamp": str(now), "sign": _feishu_sign(secret, now)}
     data = json.dumps(body, ensure_ascii=False).encode()
     if hook.format == "generic" and secret:
         stamp = str(int(time.time()))
@@ -99,8 +87,8 @@ def webhook_request(
     return urllib.request.Request(url, data=data, headers=headers, method="POST")
 
 
-def post_webhook(hook: WebhookSettings, subject: str, markdown: str, payload: dict[str, Any]) -> None:
-    request = webhook_request(hook, subject, markdown, payload)
+def post_webhook(hook: WebhookSettings, body: dict[str, Any]) -> None:
+    request = webhook_request(hook, body)
     try:
         with urllib.request.urlopen(request, timeout=hook.timeout) as resp:
             answer = resp.read(65536)

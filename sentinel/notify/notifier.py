@@ -12,6 +12,7 @@ from sentinel.models import FindingStatus
 from sentinel.notify import render
 from sentinel.notify.channels import DeliveryError, post_webhook, send_mail
 from sentinel.notify.digest import Digest, Ledger, due_digests, recipients
+from sentinel.notify.robots import ROBOTS
 from sentinel.notify.settings import NotifySettings
 from sentinel.registry.models import Registry
 from sentinel.store import SqliteStore
@@ -107,6 +108,6 @@ class Notifier:
             send_mail(self.settings.smtp, key[5:], subject, render.plain_text(digest, self.registry, lang))
             return
         hook = self.settings.webhooks[int(key[5:])]
-        post_webhook(
-            hook, subject, render.markdown(digest, self.registry, lang), render.as_json(digest, self.registry, lang)
-        )
+        robot = ROBOTS.get(hook.format)
+        body = robot(digest, self.registry, lang) if robot else render.as_json(digest, self.registry, lang)
+        post_webhook(hook, body)

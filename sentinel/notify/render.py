@@ -1,4 +1,4 @@
-"""Digest text in Chinese or English: a subject, plain text (mail), Markdown (robots), JSON (generic webhook)."""
+"""Digest text in Chinese or English: a subject, plain text (mail), JSON (generic webhook); robots: `robots.py`."""
 
 from __future__ import annotations
 
@@ -92,21 +92,6 @@ def plain_text(digest: Digest, registry: Registry, lang: str) -> str:
             lines.append(f"    id: {e.finding.id[:12]}")
         lines.append("")
     lines.append(t["footer"])
-    return "\n".join(lines)
-
-
-def markdown(digest: Digest, registry: Registry, lang: str, limit: int = 20) -> str:
-    """Robot messages are size-limited: at most `limit` items, the rest counted."""
-    t = LABELS[lang]
-    lines = [f"### {subject(digest, registry, lang)}"]
-    for e in digest.events[:limit]:
-        f = e.finding
-        lines.append(f"- **{t[e.kind]}** [{SEVERITY_NAMES[lang][f.severity.value]}] {f.title}")
-        lines.append(f"  > {f.system_id} · {f.target}")
-        if e.kind != "resolved":
-            lines.append(f"  > {t['fix']}: {' '.join(f.remediation.split())[:200]}")
-    if len(digest.events) > limit:
-        lines.append(f"- … +{len(digest.events) - limit}")
     return "\n".join(lines)
 
 
