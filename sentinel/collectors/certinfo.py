@@ -8,25 +8,9 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from sentinel.collectors.tlswire.chain import is_self_signed
-
-
-def _key_info(cert: x509.Certificate) -> tuple[str, int | None]:
-    key = cert.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        return "rsa", key.key_size
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "ec", key.curve.key_size
-    if isinstance(key, dsa.DSAPublicKey):
-        return "dsa", key.key_size
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "ed25519", 256
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "ed448", 448
-    return type(key).__name__, None
+from sentinel.collectors.tlswire.chain import is_self_signed, key_bits
 
 
 def san_names(cert: x509.Certificate) -> tuple[list[str], list[str]]:
@@ -65,7 +49,7 @@ def certificate_facts(der: bytes, host: str, now: datetime) -> dict[str, Any]:
     """Flat `cert.*` fields for an observation."""
     cert = x509.load_der_x509_certificate(der)
     dns, ips = san_names(cert)
-    key_type, key_bits = _key_info(cert)
+    key_type, bits = key_bits(cert)
     not_after = cert.not_valid_after_utc
     not_before = cert.not_valid_before_utc
     sig = cert.signature_hash_algorithm
@@ -81,7 +65,7 @@ def certificate_facts(der: bytes, host: str, now: datetime) -> dict[str, Any]:
         "cert.self_signed": is_self_signed(cert),
         "cert.hostname_match": hostname_matches(cert, host),
         "cert.key_type": key_type,
-        "cert.key_bits": key_bits,
+        "cert.key_bits": bits,
         "cert.signature_hash": sig.name if sig is not None else None,
         "cert.sha256": cert.fingerprint(hashes.SHA256()).hex(),
     }

@@ -1,9 +1,22 @@
-"""TLS handshake facts: negotiated protocol and cipher, certificate, hostname match, chain validity."""
+"""TLS handshake facts: negotiated protocol and cipher, certificate, hostname match, chain validity.
+
+One handshake per endpoint, accepting whatever the server offers (old protocols, bad certificates),
+so they can be *seen*. Everything is read from the live session before it closes; the chain is then
+judged by `tls_trust.certificate_report`, the same verdict `tls_scan` gives (no second, verifying
+handshake: OpenSSL's verdict would depend on the security level of the context).
+
+Observation `tls`, target `host:port`: host, address, port, tls.protocol, tls.cipher, tls.cipher_bits;
+cert.* (certinfo: subject, issuer, sans, not_before/not_after, days_to_expiry, self_signed,
+hostname_match, key_type/key_bits, signature_hash, sha256) and cert.signature_algorithm,
+cert.signature_sha1; chain.sent, chain.complete, chain.trusted and chain.valid (the same verdict; None:
+could not tell), chain.error (why not valid), chain.trust_error, chain.sha1_signed. A handshake that
+fails is an error observation with `error_kind` refused | timeout | connect | protocol | circuit_open.
+"""
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
-import contextlib
 import functools
 import ssl
 from collections.abc import Iterable
@@ -12,9 +25,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sentinel.collectors.base import Probe, ProbeJob
-from sentinel.collectors.certinfo import certificate_facts
-from sentinel.collectors.network import ScopedNetwork
-from sentinel.models import Observation, ObservationStatus
+from sentinel.collectors.network import CircuitOpen, ScopedNetwork
+from sentinel.collectors.tls_trust import certificate_report
+from sentinel.models import Observation
 from sentinel.models.target import host_port
 from sentinel.registry.models import System
 
@@ -36,19 +49,6 @@ def observing_context() -> ssl.SSLContext:
     return ctx
 
 
-@functools.cache  # loading the system trust store per job dominated sweep time and memory
-def verifying_context(ca_file: str | None) -> ssl.SSLContext:
-    """Chain validation against the system trust store (plus an optional CA file); hostname checked apart."""
-    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-    if ca_file:
-        ctx.load_default_certs()
-    ctx.check_hostname = False
-    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    with contextlib.suppress(ssl.SSLError):
-        ctx.set_ciphers("ALL:@SECLEVEL=0")
-    return ctx
-
-
 class TlsProbe(Probe):
     name = "tls"
     kind = "tls"
@@ -67,66 +67,71 @@ class TlsProbe(Probe):
                     yield ProbeJob(self.name, system.id, host, host_port(host, port), ports=(port,))
 
     def budget(self, job: ProbeJob) -> int:
-        return 2
+        return 1
 
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         address = (await net.resolve(job.host))[0]
         port = job.ports[0]
         sni = job.host if not _is_ip(job.host) else None
         now = datetime.now(UTC)
+        base: dict[str, Any] = {"host": job.host, "address": address, "port": port}
         try:
-            session = await net.open_tls(address, port, observing_context(), sni, _session_facts)
-        except (OSError, ssl.SSLError, TimeoutError) as exc:
-            return [
-                Observation(
-                    kind=self.kind,
-                    system_id=job.system_id,
-                    target=job.target,
-                    observed_at=now,
-                    probe=self.name,
-                    status=ObservationStatus.ERROR,
-                    error=f"TLS handshake failed: {_reason(exc)}",
-                    data={"host": job.host, "address": address, "port": port},
-                )
-            ]
-        der = session.pop("der")
-        data: dict[str, Any] = {"host": job.host, "address": address, "port": port, **session}
-        if der:
-            try:
-                data.update(certificate_facts(der, job.host, now))
-            except ValueError as exc:
-                data["cert.parse_error"] = str(exc)[:300]
-        ca_file = str(self.settings.ca_file) if self.settings.ca_file else None
-        try:
-            await net.open_tls(address, port, verifying_context(ca_file), sni, lambda _s: None)
-            data["chain.valid"], data["chain.error"] = True, None
-        except ssl.SSLCertVerificationError as exc:
-            data["chain.valid"], data["chain.error"] = False, exc.verify_message or str(exc)
-        except (OSError, ssl.SSLError, TimeoutError) as exc:
-            data["chain.error"] = f"could not verify: {_reason(exc)}"
-        return [
-            Observation(
-                kind=self.kind, system_id=job.system_id, target=job.target, observed_at=now, probe=self.name, data=data
-            )
-        ]
+            session = await net.open_tls(address, port, observing_context(), sni, session_facts)
+        except CircuitOpen as exc:  # backing off this target: nothing was sent
+            return [self.observation(job, now, {**base, "error_kind": "circuit_open"}, f"not probed: {exc}"[:300])]
+        except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
+            # ValueError: the session could not be read (e.g. "handshake not done yet")
+            reason = f"TLS handshake failed: {failure_reason(exc)}"
+            return [self.observation(job, now, {**base, "error_kind": error_kind(exc)}, reason)]
+        ders: list[bytes] = session.pop("chain")
+        data: dict[str, Any] = {**base, **session, **certificate_report(ders, job.host, self.settings.ca_file, now)}
+        # the `tls` kind's historical names for the shared verdict
+        data["chain.valid"] = data.get("chain.trusted")
+        if "chain.error" not in data:
+            data["chain.error"] = data.get("chain.trust_error") if data["chain.valid"] is False else None
+        return [self.observation(job, now, data)]
 
 
-def _session_facts(sslobj: ssl.SSLObject) -> dict[str, Any]:
-    """What the live session says about itself; read before the connection closes."""
+def session_facts(sslobj: ssl.SSLObject) -> dict[str, Any]:
+    """What the live session says about itself, read before the connection closes: once a server has
+    answered (or botched) close_notify, OpenSSL no longer hands out the peer certificate."""
     cipher = sslobj.cipher()
     return {
         "tls.protocol": sslobj.version(),
         "tls.cipher": cipher[0] if cipher else None,
         "tls.cipher_bits": cipher[2] if cipher else None,
-        "der": sslobj.getpeercert(binary_form=True),
+        "chain": unverified_chain(sslobj),
     }
+
+
+def unverified_chain(sslobj: ssl.SSLObject) -> list[bytes]:
+    """The certificates the server sent, leaf first, read from the live session."""
+    # CPython >= 3.10 has the unverified chain on the private object (public from 3.13)
+    inner = getattr(sslobj, "_sslobj", None)
+    chain_of = getattr(inner, "get_unverified_chain", None) or getattr(sslobj, "get_unverified_chain", None)
+    if chain_of is not None:
+        chain = chain_of() or []
+        return [c.public_bytes(_ssl.ENCODING_DER) for c in chain]
+    leaf = sslobj.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def error_kind(exc: BaseException) -> str:
+    """The contract's error_kind for a failed TLS connection."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, ssl.SSLError | ValueError | ConnectionResetError):
+        return "protocol"  # the peer does not speak (this) TLS, or dropped the handshake
+    return "connect"
 
 
 def _is_ip(host: str) -> bool:
     return host.replace(".", "").isdigit() or ":" in host
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "timed out"
     return (getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)[:300]

@@ -17,7 +17,6 @@ Observation `tls_scan`, target `host:port`, fields (a value of None means "could
 
 from __future__ import annotations
 
-import _ssl
 import asyncio
 import contextlib
 import dataclasses
@@ -26,19 +25,16 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509 import ocsp
 
 from sentinel.collectors.base import Probe, ProbeJob
-from sentinel.collectors.certinfo import certificate_facts
 from sentinel.collectors.network import CircuitOpen, ScopedNetwork
-from sentinel.collectors.tls_cert import TlsProbe, observing_context
+from sentinel.collectors.tls_cert import TlsProbe, failure_reason, observing_context, unverified_chain
+from sentinel.collectors.tls_trust import certificate_report
 from sentinel.collectors.tlswire import (
     SUITES,
     ClientHelloSpec,
@@ -50,9 +46,7 @@ from sentinel.collectors.tlswire import (
     build_client_hello,
     suite_name,
 )
-from sentinel.collectors.tlswire.chain import chain_facts, load_anchors
 from sentinel.collectors.tlswire.suites import LEGACY_SUITES, TLS13_SUITES, suites_in
-from sentinel.config.settings import CollectorSettings
 from sentinel.models import Observation
 from sentinel.registry.models import System, is_ip
 
@@ -104,11 +98,6 @@ class TlsScanProbe(Probe):
     name = "tls_scan"
     kind = "tls_scan"
 
-    def __init__(self, settings: CollectorSettings) -> None:
-        super().__init__(settings)
-        self._anchors: list[x509.Certificate] | None = None
-        self._anchor_error: str | None = None
-
     def plan(self, system: System) -> Iterable[ProbeJob]:
         # the same endpoints as the `tls` probe: https URLs and declared TLS ports
         for job in TlsProbe(self.settings).plan(system):
@@ -116,19 +105,6 @@ class TlsScanProbe(Probe):
 
     def budget(self, job: ProbeJob) -> int:
         return MAX_CONNECTIONS
-
-    # -- trust anchors --------------------------------------------------------------------
-    def anchors(self) -> list[x509.Certificate]:
-        """System store plus `collectors.ca_file`, loaded once per probe instance."""
-        if self._anchors is None:
-            paths = verify_paths()
-            if self.settings.ca_file:
-                paths.append(Path(self.settings.ca_file))
-            try:
-                self._anchors = load_anchors(paths)
-            except ValueError as exc:
-                self._anchors, self._anchor_error = [], str(exc)[:300]
-        return self._anchors
 
     # -- one endpoint ---------------------------------------------------------------------
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
@@ -169,26 +145,10 @@ class TlsScanProbe(Probe):
         else:  # TLS 1.3 only: the Certificate message is encrypted, so fetch the chain with `ssl`
             ders = await exchange.chain_via_ssl()
             data["ocsp.stapled"] = None
-        data.update(self._certificate_facts(ders, job.host, now))
+        data.update(certificate_report(ders, job.host, self.settings.ca_file, now))
         data["scan.connections"] = exchange.connections
         data["scan.errors"] = exchange.errors[:10]
         return [self.observation(job, now, data)]
-
-    def _certificate_facts(self, ders: list[bytes], host: str, now: datetime) -> dict[str, Any]:
-        if not ders:
-            return {"chain.sent": 0, "chain.error": "no certificate could be read"}
-        out: dict[str, Any] = {}
-        try:
-            out.update(certificate_facts(ders[0], host, now))
-        except (ValueError, UnsupportedAlgorithm) as exc:  # a hostile or exotic certificate is a fact too
-            out["cert.parse_error"] = f"{type(exc).__name__}: {exc}"[:300]
-        try:
-            out.update(chain_facts(ders, self.anchors(), now))
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            out["chain.error"] = f"{type(exc).__name__}: {exc}"[:300]
-        if self._anchor_error:
-            out["chain.trust_error"] = self._anchor_error
-        return out
 
 
 def ocsp_facts(der: bytes) -> dict[str, Any]:
@@ -204,15 +164,6 @@ def ocsp_facts(der: bytes) -> dict[str, Any]:
     except ValueError as exc:
         out["ocsp.parse_error"] = str(exc)[:300]
     return out
-
-
-def verify_paths() -> list[Path]:
-    """The system CA bundle as OpenSSL finds it (`SSL_CERT_FILE` honoured)."""
-    defaults = ssl.get_default_verify_paths()
-    for candidate in (defaults.cafile, defaults.openssl_cafile):
-        if candidate and Path(candidate).is_file():
-            return [Path(candidate)]
-    return []
 
 
 class _Exchanger:
@@ -283,22 +234,10 @@ class _Exchanger:
             return []
         self.connections += 1
         try:
-            return await self.net.open_tls(self.address, self.port, observing_context(), self.sni, _unverified_chain)
-        except (OSError, ssl.SSLError, TimeoutError) as exc:
-            self.errors.append(f"certificate fetch: {exc}"[:200])
+            return await self.net.open_tls(self.address, self.port, observing_context(), self.sni, unverified_chain)
+        except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
+            self.errors.append(f"certificate fetch: {failure_reason(exc)}"[:200])
             return []
-
-
-def _unverified_chain(sslobj: ssl.SSLObject) -> list[bytes]:
-    """The certificates the server sent, leaf first, read from the live session."""
-    # CPython >= 3.10 has the unverified chain on the private object (public from 3.13)
-    inner = getattr(sslobj, "_sslobj", None)
-    chain_of = getattr(inner, "get_unverified_chain", None) or getattr(sslobj, "get_unverified_chain", None)
-    if chain_of is not None:
-        chain = chain_of() or []
-        return [c.public_bytes(_ssl.ENCODING_DER) for c in chain]
-    leaf = sslobj.getpeercert(binary_form=True)
-    return [leaf] if leaf else []
 
 
 def _version_facts(attempts: dict[TlsVersion, Attempt]) -> dict[str, Any]:

@@ -2,14 +2,17 @@
 
 Completeness: walk from the leaf through the certificates the server sent, matching issuer names
 and signatures; the chain is complete when the walk ends at a self-signed certificate or at one
-whose issuer is a trust anchor. Trust: path validation (cryptography's verifier, web-PKI rules for
-CAs, no name or usage checks on the leaf, which `cert.hostname_match` covers) against the anchors.
+whose issuer is a trust anchor. Trust (`verify_chain`, the one verdict every TLS probe gives): path
+validation against the anchors with cryptography's verifier (web-PKI rules for CAs: no SHA-1 or MD5
+signatures; no name or usage checks on the leaf, which `cert.hostname_match` covers), then the key
+sizes a modern client demands of every certificate on the path (RSA/DSA >= 2048 bits, EC >= 256).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
 SHA1_NAMES = frozenset({"sha1"})
+#: signature hashes no modern client accepts on a certificate it has to verify
+BROKEN_HASHES = frozenset({"sha1", "md5"})
+#: smallest keys a modern client accepts (CA/B Baseline Requirements; OpenSSL SECLEVEL=2)
+MIN_KEY_BITS = {"rsa": 2048, "dsa": 2048, "ec": 256}
 
 
 def load_anchors(paths: Sequence[Path]) -> list[x509.Certificate]:
@@ -46,6 +53,8 @@ def _signature_valid(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         key.verify(signature, tbs, params, digest)
     elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
         key.verify(signature, tbs, params)
+    elif isinstance(key, ec.EllipticCurvePublicKey) and digest is not None:
+        key.verify(signature, tbs, ec.ECDSA(digest))  # cryptography gives no parameters for ecdsa-with-SHA1
     elif isinstance(key, dsa.DSAPublicKey) and digest is not None:
         key.verify(signature, tbs, digest)
     elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
@@ -116,11 +125,64 @@ def chain_facts(ders: Sequence[bytes], anchors: Sequence[x509.Certificate], now:
     return facts
 
 
-def _trust(
-    leaf: x509.Certificate, pool: list[x509.Certificate], anchors: Sequence[x509.Certificate], now: datetime
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class TrustVerdict:
+    """Does a modern client trust this chain? `trusted` None: could not tell (no anchors)."""
+
+    trusted: bool | None
+    error: str | None = None
+    #: intermediates between leaf and anchor on the verified path (what the server must send)
+    intermediates_needed: int | None = None
+
+
+def _subject(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()[:200]
+
+
+def key_bits(cert: x509.Certificate) -> tuple[str, int | None]:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec", key.curve.key_size
+    if isinstance(key, dsa.DSAPublicKey):
+        return "dsa", key.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519", 256
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "ed448", 448
+    return type(key).__name__, None
+
+
+def _weak_key(cert: x509.Certificate) -> str | None:
+    kind, bits = key_bits(cert)
+    floor = MIN_KEY_BITS.get(kind)
+    if floor is not None and bits is not None and bits < floor:
+        return f"{kind.upper()} key of {bits} bits is too weak (at least {floor}) in {_subject(cert)}"
+    return None
+
+
+def _why_untrusted(leaf: x509.Certificate, pool: Sequence[x509.Certificate], now: datetime, raw: str) -> str:
+    """A reason a person can act on; the verifier's own text is kept when nothing plainer applies."""
+    for cert in [leaf, *pool]:
+        if cert.not_valid_after_utc < now:
+            return f"certificate has expired ({_subject(cert)}, not after {cert.not_valid_after_utc.isoformat()})"
+        if cert.not_valid_before_utc > now:
+            return f"certificate is not yet valid ({_subject(cert)})"
+    for cert in [leaf, *(c for c in pool if not is_self_signed(c))]:
+        if _hash_name(cert) in BROKEN_HASHES:
+            return f"certificate signed with {_hash_name(cert)!s:.10} is not accepted ({_subject(cert)})"
+    if is_self_signed(leaf):
+        return f"self-signed certificate ({_subject(leaf)})"
+    return f"certificate chain does not verify: {raw}"[:300]
+
+
+def verify_chain(
+    leaf: x509.Certificate, pool: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate], now: datetime
+) -> TrustVerdict:
+    """The trust verdict: a path from `leaf` through `pool` to an anchor that a modern client accepts."""
     if not anchors:
-        return {"chain.trusted": None, "chain.trust_error": "no trust anchors loaded"}
+        return TrustVerdict(None, "no trust anchors loaded")
     verifier = (
         PolicyBuilder()
         .store(Store(list(anchors)))
@@ -129,9 +191,21 @@ def _trust(
         .build_client_verifier()
     )
     try:
-        verified = verifier.verify(leaf, pool)
+        verified = verifier.verify(leaf, list(pool))
     except (VerificationError, ValueError, UnsupportedAlgorithm) as exc:
-        return {"chain.trusted": False, "chain.trust_error": str(exc)[:300], "chain.intermediates_needed": None}
+        return TrustVerdict(False, _why_untrusted(leaf, pool, now, str(exc)))
+    weak = next((w for c in verified.chain if (w := _weak_key(c)) is not None), None)
+    if weak is not None:
+        return TrustVerdict(False, f"certificate not accepted: {weak}"[:300])
     # the verified chain runs leaf .. anchor; what lies between is what a client needs from the server
-    needed = max(0, len(verified.chain) - 2)
-    return {"chain.trusted": True, "chain.trust_error": None, "chain.intermediates_needed": needed}
+    return TrustVerdict(True, None, max(0, len(verified.chain) - 2))
+
+
+def _trust(
+    leaf: x509.Certificate, pool: list[x509.Certificate], anchors: Sequence[x509.Certificate], now: datetime
+) -> dict[str, Any]:
+    verdict = verify_chain(leaf, pool, anchors, now)
+    out: dict[str, Any] = {"chain.trusted": verdict.trusted, "chain.trust_error": verdict.error}
+    if verdict.trusted is not None:
+        out["chain.intermediates_needed"] = verdict.intermediates_needed
+    return out
