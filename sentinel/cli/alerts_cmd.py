@@ -14,6 +14,7 @@ from rich.text import Text
 
 from sentinel.app import Sentinel
 from sentinel.cli.common import EXIT_OK, SEVERITY_STYLE, age, build_app, console, registry_option, settings_options
+from sentinel.cli.findings_cmd import status_text
 from sentinel.models import FindingStatus, Severity
 
 
@@ -37,7 +38,7 @@ def alerts_view(app: Sentinel, min_severity: Severity | None, limit: int) -> Gro
         table.add_row(
             f.id[:12],
             Text(f.severity.value, style=SEVERITY_STYLE[f.severity]),
-            f.status.value,
+            status_text(f, now),
             f.system_id,
             owner,
             f.title,

@@ -1,4 +1,4 @@
-"""`sentinel findings list|show|history|exceptions|ack|resolve|suppress|reopen`."""
+"""`sentinel findings list|show|history|exceptions|ack|resolve|suppress|reopen|accept-baseline`."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def _table(found: list[Finding], policy: FindingsSettings, now: datetime) -> Tab
         table.add_row(
             f.id[:12],
             Text(f.severity.value, style=SEVERITY_STYLE[f.severity]),
-            f.status.value + (" (regression)" if f.regression else ""),
+            status_text(f, now),
             f.system_id,
             f.title,
             f.target,
@@ -84,6 +84,14 @@ def _table(found: list[Finding], policy: FindingsSettings, now: datetime) -> Tab
             _due_text(f, policy, now),
         )
     return table
+
+
+def status_text(f: Finding, now: datetime) -> Text:
+    """The status, with "(regression)" and, when the last sweeps could not confirm it, how stale it is."""
+    text = Text(f.status.value + (" (regression)" if f.regression else ""))
+    if f.is_stale:
+        text.append(f"\nstale: last confirmed {age(f.last_seen, now)} ago", style="yellow")
+    return text
 
 
 def _with_due(f: Finding, policy: FindingsSettings, now: datetime) -> dict[str, object]:
@@ -176,6 +184,17 @@ def show(finding_id: str, config_file: Path | None, store: Path | None, fmt: str
         ("status", f.status.value + (" (regression)" if f.regression else "")),
         ("first seen", f.first_seen.isoformat()),
         ("last seen", f.last_seen.isoformat()),
+        *(
+            [
+                (
+                    "stale",
+                    f"could not be confirmed since {f.stale_since.isoformat()}; "
+                    f"last confirmed at {f.last_seen.isoformat()}",
+                )
+            ]
+            if f.is_stale and f.stale_since is not None
+            else []
+        ),
         ("occurrences", str(f.occurrences)),
         ("controls", ", ".join(f.controls)),
     ]
@@ -292,7 +311,8 @@ def _action(event: LifecycleEvent, help_text: str, with_until: bool = False) -> 
     command.__doc__ = help_text
     if with_until:
         command = click.option("--until", help="Expiry date (ISO); the finding reopens after it.")(command)
-    return click.command(event.value if event != LifecycleEvent.ACKNOWLEDGE else "ack")(command)
+    names = {LifecycleEvent.ACKNOWLEDGE: "ack", LifecycleEvent.ACCEPT_BASELINE: "accept-baseline"}
+    return click.command(names.get(event, event.value))(command)
 
 
 findings.add_command(_action(LifecycleEvent.ACKNOWLEDGE, "Acknowledge a finding: someone is on it."))
@@ -302,3 +322,10 @@ findings.add_command(
 )
 findings.add_command(_action(LifecycleEvent.UNSUPPRESS, "Lift a suppression."))
 findings.add_command(_action(LifecycleEvent.REOPEN, "Reopen a resolved or acknowledged finding."))
+findings.add_command(
+    _action(
+        LifecycleEvent.ACCEPT_BASELINE,
+        "Accept a changed value (page content, DNS answer, banner, certificate, latency level) as the rule's new "
+        "baseline and resolve the finding. Only for rules with 'change' or 'baseline'.",
+    )
+)

@@ -68,7 +68,17 @@ def certificate_facts(der: bytes, host: str, now: datetime) -> dict[str, Any]:
         "cert.key_bits": bits,
         "cert.signature_hash": sig.name if sig is not None else None,
         "cert.sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "cert.ocsp_responder": ocsp_responder(cert),
     }
+
+
+def ocsp_responder(cert: x509.Certificate) -> bool:
+    """Whether the certificate names an OCSP responder (AIA): without one, there is nothing to staple."""
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    return any(d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP for d in aia)
 
 
 def utcnow() -> datetime:

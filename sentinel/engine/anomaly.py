@@ -11,6 +11,12 @@ baselines and counters) and go through, in this order:
    clears after M consecutive negative ones; in between, the engine says nothing, so the tracker keeps
    the finding as it is. Unknown outcomes leave every counter as it was.
 
+Only evidence clears: a rule's `when` that is not true, a feature still learning or missing its field, and
+an error observation (for a false outcome) all give *unknown*. Unknown leaves memory and findings as they
+are; for targets with an active finding it is reported as a `present=None` verdict so the tracker can show
+the finding as stale. A change or baseline never relearns away a problem it is reporting (`active`): an
+operator accepts the new value instead (`FindingTracker.act(..., ACCEPT_BASELINE)`).
+
 `absence` rules are different: observations only refresh "last seen"; `tick(now)` reports the keys whose
 last observation is older than `absence.after`. The clock is whatever `now` the caller passes.
 """
@@ -32,6 +38,7 @@ from sentinel.registry.models import Registry, System
 FLAPPING_SUFFIX = "_flapping"
 GROUP_TARGET = "*"
 NO_EVIDENCE: dict[str, Any] = Verdict._field_defaults["evidence"]  # the one shared by absent verdicts
+_OK = ObservationStatus.OK
 _new_verdict = tuple.__new__  # builds a Verdict without the named tuple's Python-level __new__ (hot path)
 
 
@@ -159,7 +166,9 @@ class AnomalyEngine:
         target = obs.target
         pair = (sid, target)
         active = self.active_targets
-        want_absent = active is None or pair in active
+        tracked = active is not None and pair in active  # a finding is active here: report unknowns too
+        want_absent = active is None or tracked
+        ok = obs.status is _OK  # an error observation can show a problem, never its absence
         emit = self._pending.append
         if not want_absent and pair not in self._gated:
             # Nothing is open on this target and no hysteresis is counting on it, so only "present"
@@ -171,7 +180,7 @@ class AnomalyEngine:
             get = view.get
             for entry in found:
                 if entry.stateful:
-                    self._stateful_entry(entry, obs, view, plan.system, False)
+                    self._stateful_entry(entry, obs, view, plan.system, False, False)
                 elif entry.test(get) is True:
                     found_ev = evidence(entry, get, obs, self._stamp_of(obs.observed_at))
                     emit(_new_verdict(Verdict, (entry.rule, sid, target, True, found_ev)))
@@ -181,18 +190,21 @@ class AnomalyEngine:
         absent = self._absent_cache(pair) if want_absent else None
         for entry in plan.entries:
             if entry.stateful:
-                self._stateful_entry(entry, obs, view, plan.system, want_absent)
+                self._stateful_entry(entry, obs, view, plan.system, want_absent, tracked)
                 continue
             outcome = entry.test(get)
             if outcome is True:
                 found_ev = evidence(entry, get, obs, self._stamp_of(obs.observed_at))
                 emit(_new_verdict(Verdict, (entry.rule, sid, target, True, found_ev)))
-            elif outcome is False and absent is not None:
-                verdict = absent.get(entry.number)
-                if verdict is None:
-                    verdict = _new_verdict(Verdict, (entry.rule, sid, target, False, NO_EVIDENCE))
-                    absent[entry.number] = verdict
-                emit(verdict)
+            elif outcome is False and ok:
+                if absent is not None:
+                    verdict = absent.get(entry.number)
+                    if verdict is None:
+                        verdict = _new_verdict(Verdict, (entry.rule, sid, target, False, NO_EVIDENCE))
+                        absent[entry.number] = verdict
+                    emit(verdict)
+            elif tracked:
+                emit(self._unknown_verdict(entry.number, entry.rule, sid, target))
 
     def _absent_cache(self, pair: tuple[str, str]) -> dict[int, Verdict]:
         cache = self._absent.get(pair)
@@ -216,12 +228,12 @@ class AnomalyEngine:
         return self._stamp
 
     def _stateful_entry(
-        self, entry: Entry, obs: Observation, view: dict[str, Any], system: System, want_absent: bool
+        self, entry: Entry, obs: Observation, view: dict[str, Any], system: System, want_absent: bool, tracked: bool
     ) -> None:
         if entry.rule.absence is not None:
             self._seen(entry.rule, obs, system)
         else:
-            self._stateful(entry, obs, view, want_absent)
+            self._stateful(entry, obs, view, want_absent, tracked)
 
     def tick(self, now: datetime) -> list[Verdict]:
         """Close one sweep: absence checks, persist the touched state, hand over this sweep's verdicts."""
@@ -246,15 +258,26 @@ class AnomalyEngine:
         return self.tick(now)
 
     # -- stateful rules -----------------------------------------------------------------------
-    def _stateful(self, entry: Entry, obs: Observation, view: dict[str, Any], want_absent: bool) -> None:
+    def _stateful(self, entry: Entry, obs: Observation, view: dict[str, Any], want_absent: bool, tracked: bool) -> None:
         rule = entry.rule
+        if entry.guard is not None and entry.guard(view.get) is not True:
+            # The precondition does not hold: this observation says nothing about the rule, so it feeds
+            # no memory (no learning, no counters, no window sample) and resolves nothing.
+            self._unknown(entry, obs, tracked)
+            return
         key = (rule.id, obs.system_id, obs.target)
+        ok = obs.status is _OK
         if entry.lazy_state and key not in (self._state if self._state is not None else self.state):
             # A `for`/`clear_after`/`flapping` rule keeps no memory of a target until its condition first
             # holds: before that, every counter and the flip history would say "never seen".
             raw = entry.test(view.get)
+            if raw is False and not ok:
+                raw = None
+            if raw is None:
+                self._unknown(entry, obs, tracked)
+                return
             if raw is not True:
-                if raw is False and want_absent:
+                if want_absent:
                     self._pending.append(self._absent_verdict(entry.number, rule, obs.system_id, obs.target))
                     if rule.flapping is not None:
                         companion = self._flap[rule.id]
@@ -266,20 +289,33 @@ class AnomalyEngine:
         st = self._slot(key)
         derived: dict[str, Any] = {}
         get: Callable[[str], Any] = view.get
-        if rule.change is not None:
-            derived = derive_change(rule.change, st.setdefault("chg", {}), get, obs.observed_at, self.differ)
-        elif rule.baseline is not None:
-            derived = derive_baseline(rule.baseline, st.setdefault("bl", {}), get)
-        if derived:
+        # While it reports a problem, a feature keeps its learned value: relearning would make the problem
+        # "disappear" without any evidence that it is gone.
+        hold = bool(st.get("active", False))
+        if rule.change is not None or rule.baseline is not None:
+            if rule.change is not None:
+                derived = derive_change(rule.change, st.setdefault("chg", {}), get, obs.observed_at, self.differ, hold)
+                learning = derived.get("change.learning")
+            else:
+                assert rule.baseline is not None
+                derived = derive_baseline(rule.baseline, st.setdefault("bl", {}), get, hold)
+                learning = derived.get("baseline.learning")
+            if learning is not False:  # the field is missing, or the feature is still learning: cannot tell
+                self._unknown(entry, obs, tracked)
+                return
             get = _overlay(derived, view.get)
         raw = entry.test(get)
+        if raw is False and not ok:
+            raw = None
         if rule.window is not None:
             if raw is None:
+                self._unknown(entry, obs, tracked)
                 return
             raw, window_fields = count_window(rule.window, st.setdefault("win", {}), raw, obs.observed_at)
             derived.update(window_fields)
             get = _overlay(derived, view.get)
         if raw is None:
+            self._unknown(entry, obs, tracked)
             return
         if rule.flapping is not None:
             self._track_flapping(rule, obs, st, raw)
@@ -293,6 +329,19 @@ class AnomalyEngine:
         elif want_absent:
             self._pending.append(self._absent_verdict(entry.number, rule, obs.system_id, obs.target))
 
+    def _unknown(self, entry: Entry, obs: Observation, tracked: bool) -> None:
+        """Observed, but the rule cannot tell: said only where a finding is active (to mark it stale)."""
+        if tracked:
+            self._pending.append(self._unknown_verdict(entry.number, entry.rule, obs.system_id, obs.target))
+
+    def _unknown_verdict(self, number: int, rule: Rule, system_id: str, target: str) -> Verdict:
+        cache = self._absent_cache((system_id, target))
+        key = ~number - (1 << 30)  # apart from the absent verdicts (>= 0) and the flapping ones (-1 - number)
+        verdict = cache.get(key)
+        if verdict is None:
+            verdict = cache[key] = _new_verdict(Verdict, (rule, system_id, target, None, NO_EVIDENCE))
+        return verdict
+
     def _absent_verdict(self, number: int, rule: Rule, system_id: str, target: str) -> Verdict:
         """The (reused) absent verdict of the rule numbered `number` (negative: its flapping companion)."""
         cache = self._absent_cache((system_id, target))
@@ -305,6 +354,7 @@ class AnomalyEngine:
     def _gate(rule: Rule, st: State, raw: bool) -> bool | None:
         """`for` / `clear_after` hysteresis: True opens/keeps, False clears, None says nothing."""
         if rule.for_ == 1 and rule.clear_after == 1:
+            st["active"] = raw  # what the finding is (features read it to hold their learned value)
             return raw
         active = bool(st.get("active", False))
         if raw:

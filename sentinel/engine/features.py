@@ -48,8 +48,10 @@ def _text(value: Any) -> str | None:
 
 
 def derive_change(
-    spec: Change, st: dict[str, Any], get: Callable[[str], Any], at: datetime, differ: Differ
+    spec: Change, st: dict[str, Any], get: Callable[[str], Any], at: datetime, differ: Differ, hold: bool = False
 ) -> dict[str, Any]:
+    """`hold`: a finding is active on this change, so `relearn_after` does not accept the new value (only
+    a return to the learned value, or an operator accepting it, ends the finding)."""
     cur = get(spec.field)
     if cur is None:
         return {}
@@ -95,18 +97,34 @@ def derive_change(
         if st.get("c") == cur:
             st["s"] = int(st.get("s", 0)) + 1
         else:
+            # The candidate with what `remember` would keep of it, so an operator can accept it later.
             st["c"], st["s"] = cur, 1
-        if spec.relearn_after and st["s"] >= spec.relearn_after:
+            st["ck"] = {name: get(name) for name in spec.keep}
+            st["ct"] = _text(get(spec.diff)) if spec.diff else None
+        if spec.relearn_after and not hold and st["s"] >= spec.relearn_after:
             remember(cur)
-            st.pop("c", None)
-            st.pop("s", None)
+            forget_candidate(st)
             out["change.accepted"] = True
             changed = False
     else:
-        st.pop("c", None)
-        st.pop("s", None)
+        forget_candidate(st)
     out["change.changed"] = changed
     return out
+
+
+def forget_candidate(st: dict[str, Any]) -> None:
+    for name in ("c", "s", "ck", "ct"):
+        st.pop(name, None)
+
+
+def accept_candidate(st: dict[str, Any], value: Any, at: datetime) -> None:
+    """An operator accepts `value` (the changed value a finding showed) as the new learned value."""
+    same = st.get("c") == value
+    st["v"] = value
+    st["k"] = dict(st.get("ck") or {}) if same else {}
+    st["t"] = st.get("ct") if same else None  # the accepted text, for the next diff (unknown if not kept)
+    st["at"] = at.isoformat()
+    forget_candidate(st)
 
 
 def _number(value: Any) -> float | None:
@@ -120,9 +138,12 @@ def _number(value: Any) -> float | None:
 OUTLIER_SCORE = 3.0  # samples this many spreads away do not feed the baseline (it would chase the anomaly)
 
 
-def derive_baseline(spec: Baseline, st: dict[str, Any], get: Callable[[str], Any]) -> dict[str, Any]:
+def derive_baseline(
+    spec: Baseline, st: dict[str, Any], get: Callable[[str], Any], hold: bool = False
+) -> dict[str, Any]:
     """EWMA mean/variance or median/MAD of one field. Outliers are kept out of the baseline, but after
-    `learn` outliers in a row the level has really moved and the baseline starts learning again."""
+    `learn` outliers in a row the level has really moved and the baseline starts learning again, unless
+    `hold` (a finding is active: a problem that lasts is still a problem, not a new normal)."""
     x = _number(get(spec.field))
     if x is None:
         return {}
@@ -142,7 +163,7 @@ def derive_baseline(spec: Baseline, st: dict[str, Any], get: Callable[[str], Any
     outlier = spec.outliers == "exclude" and n >= spec.learn and score is not None and abs(score) > OUTLIER_SCORE
     if outlier:
         st["out"] = int(st.get("out", 0)) + 1
-        if st["out"] >= spec.learn:  # a new normal: forget the old level and learn again
+        if st["out"] >= spec.learn and not hold:  # a new normal: forget the old level and learn again
             st.clear()
             n = 0
     else:

@@ -2,7 +2,9 @@
 
 Cross-rule checks: duplicate ids (including the `<id>_flapping` companions), control ids that no framework
 file defines, rules without a fixture, fixtures without a positive and a negative case, fixtures for rules
-that do not exist.
+that do not exist. Per rule: a precondition (the target answered, the scheme, a non-error status) buried in
+the condition's top-level `all`, where failing it would read as "fixed" and resolve findings; it belongs in
+`when:`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import ValidationError
 
 from sentinel.compliance.frameworks import Framework, known_control_ids, load_frameworks
 from sentinel.engine.anomaly import FLAPPING_SUFFIX
+from sentinel.engine.conditions import Condition
 from sentinel.engine.fixtures import LoadedFixture, load_fixtures, parse_fixture
 from sentinel.engine.loader import rule_files
 from sentinel.engine.rule import Rule
@@ -61,6 +64,38 @@ def _parse(file: Path, problems: list[Problem]) -> _Parsed | None:
     return _Parsed(file, data, rule)
 
 
+def _is_precondition(leaf: Condition) -> bool:
+    """A leaf saying "the thing could be looked at" rather than "the problem is there"."""
+    match leaf.field, leaf.op:
+        case ("reachable", "eq"):
+            return leaf.value is True
+        case ("status", "eq"):
+            return bool(leaf.value == "ok")
+        case ("scheme" | "final_scheme", "eq" | "in"):
+            return True
+        case ("status_code", "lt" | "le"):
+            return True
+    return False
+
+
+def precondition_problems(item: _Parsed) -> list[Problem]:
+    cond = item.rule.condition
+    if cond is None or cond.all_ is None:
+        return []
+    out = []
+    for index, child in enumerate(cond.all_):
+        if child.field is not None and _is_precondition(child):
+            out.append(
+                Problem(
+                    str(item.file),
+                    line_of(item.data, ("condition", "all", index)) or item.data.key_lines.get("condition"),
+                    f"condition: '{child.field} {child.op} {child.value}' is a precondition inside 'all': when it "
+                    "fails the condition reads false and resolves findings without evidence; move it to 'when:'",
+                )
+            )
+    return out
+
+
 def _fixture_for(rule_file: Path, rule_id: str, roots: list[Path]) -> Path | None:
     for base in [*roots, rule_file.parent, rule_file.parent.parent]:
         for folder in ("tests", "fixtures"):
@@ -99,6 +134,7 @@ def lint(paths: list[Path], frameworks: list[Framework] | None = None) -> LintRe
         seen[rid] = item.file
         report.rules.append(item.rule)
     for item in parsed:
+        problems.extend(precondition_problems(item))
         companion = item.rule.id + FLAPPING_SUFFIX
         if item.rule.flapping is not None and companion in seen:
             problems.append(

@@ -84,6 +84,9 @@ class Rule(BaseModel):
     category: str
     observation: list[str] = Field(min_length=1)
     applies_to: AppliesTo = Field(default_factory=AppliesTo)
+    # Preconditions: while `when` is not true (false, or unknown) the rule cannot tell, so it gives no
+    # verdict and an open finding stays as it is. `condition` then says whether the problem is there.
+    when: Condition | None = None
     condition: Condition | None = None
     evidence: list[str] = Field(default_factory=list)
     controls: Controls = Field(default_factory=Controls)
@@ -100,6 +103,7 @@ class Rule(BaseModel):
     absence: Absence | None = None
 
     _compiled: Compiled = PrivateAttr()
+    _guard: Compiled | None = PrivateAttr()
     _evidence_fields: tuple[str, ...] = PrivateAttr()
 
     @field_validator("id")
@@ -136,12 +140,24 @@ class Rule(BaseModel):
             raise ValueError("id: a rule with 'flapping' needs an id of at most 71 characters (for '<id>_flapping')")
         if self.window is not None and (self.for_ > 1 or self.clear_after > 1):
             raise ValueError("a 'window' rule takes no 'for' or 'clear_after': the window already smooths it")
+        if self.when is not None:
+            if self.absence is not None:
+                raise ValueError("an 'absence' rule takes no 'when' (it has no condition to guard)")
+            derived = sorted(f for f in self.when.fields() if f.split(".", 1)[0] in DERIVED_PREFIXES)
+            if derived:
+                raise ValueError(
+                    f"when: reads derived field(s) {', '.join(derived)}; 'when' is checked on the observation before "
+                    "the rule's memory is updated (put conditions on derived fields in 'condition')"
+                )
         return self
 
     def model_post_init(self, _context: Any) -> None:
         cond = self.condition
-        self._compiled = compile_condition(cond) if cond is not None else _never
-        fields = sorted((cond.fields() if cond else set()) - {"status", "kind", "probe", "system_id"})
+        compiled = compile_condition(cond) if cond is not None else _never
+        self._guard = compile_condition(self.when) if self.when is not None else None
+        self._compiled = compiled if self._guard is None else _guarded(self._guard, compiled)
+        read = (cond.fields() if cond else set()) | (self.when.fields() if self.when else set())
+        fields = sorted(read - {"status", "kind", "probe", "system_id"})
         for feature in (self.change, self.baseline):
             if feature is not None:
                 fields.append(feature.field)
@@ -151,6 +167,11 @@ class Rule(BaseModel):
     def compiled(self) -> Compiled:
         """The condition as a closure over a field getter (read once when indexing: private attrs are slow)."""
         return self._compiled
+
+    @property
+    def guard(self) -> Compiled | None:
+        """The compiled `when` alone (None: no precondition); `compiled` already includes it."""
+        return self._guard
 
     @property
     def evidence_fields(self) -> tuple[str, ...]:
@@ -169,6 +190,8 @@ class Rule(BaseModel):
     def fields_read(self) -> set[str]:
         """Every observation field the rule reads (condition and stateful features)."""
         out = self.condition.fields() if self.condition is not None else set()
+        if self.when is not None:
+            out |= self.when.fields()
         for feature in (self.change, self.baseline):
             if feature is not None:
                 out.add(feature.field)
@@ -198,3 +221,16 @@ class Rule(BaseModel):
 
 def _never(_get: Getter) -> bool | None:
     return None
+
+
+#: Derived fields (written by the rule's memory) that only `condition` may read.
+DERIVED_PREFIXES = frozenset({"change", "baseline", "window", "flapping"})
+
+
+def _guarded(guard: Compiled, condition: Compiled) -> Compiled:
+    """The condition, asked only when the precondition holds: otherwise unknown (no verdict)."""
+
+    def guarded(get: Getter) -> bool | None:
+        return condition(get) if guard(get) is True else None
+
+    return guarded

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from sentinel.engine.conditions import Compiled, Condition, Getter
 from sentinel.engine.rule import AppliesTo, Rule
-from sentinel.models import Observation
+from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.models import Registry, System
 
 
@@ -24,7 +24,7 @@ class Verdict(NamedTuple):
     rule: Rule
     system_id: str
     target: str
-    present: bool  # True: the problem was seen; False: checked and not seen
+    present: bool | None  # True: the problem was seen; False: checked and not seen; None: observed, could not tell
     evidence: dict[str, Any] = {}  # noqa: RUF012 -- never mutated; absent verdicts share it
 
 
@@ -38,18 +38,24 @@ class Entry(NamedTuple):
     gate_only: bool  # stateful only through `for`/`clear_after` (no feature, no flapping)
     lazy_state: bool  # no feature: keeps no memory of a target until its condition first holds
     number: int  # the rule's position in its RuleSet (a cheap key that stays unique if two ids clash)
+    guard: Compiled | None  # the rule's `when` alone (stateful rules check it before touching their memory)
 
 
 _NUMBER_OPS = ("gt", "ge", "lt", "le")
 _SKIP_GUARD_FIELDS = {"status", "kind", "probe", "system_id"}  # rarely selective
 
 
-def guard_leaf(cond: Condition | None) -> Condition | None:
-    """A leaf that must be true for the whole condition to be true (the condition itself, or a direct
-    child of a top-level `all`), picked for selectivity: numeric thresholds, then equality."""
+def _necessary_leaves(cond: Condition | None) -> list[Condition]:
     if cond is None:
-        return None
-    leaves = [cond] if cond.field is not None else [c for c in (cond.all_ or []) if c.field is not None]
+        return []
+    return [cond] if cond.field is not None else [c for c in (cond.all_ or []) if c.field is not None]
+
+
+def guard_leaf(cond: Condition | None, when: Condition | None = None) -> Condition | None:
+    """A leaf that must be true for the whole condition to be true (the condition itself, or a direct
+    child of a top-level `all`, of the condition or of the rule's `when`), picked for selectivity:
+    numeric thresholds, then equality."""
+    leaves = _necessary_leaves(when) + _necessary_leaves(cond)
 
     def rank(c: Condition) -> int:
         number = isinstance(c.value, int | float) and not isinstance(c.value, bool)
@@ -83,7 +89,7 @@ class KindIndex:
             # `for`-only rules are guarded too: the engine uses this index only for targets that have no
             # hysteresis state, where a guard that is not true means "nothing to count".
             indexable = not entry.stateful or entry.gate_only
-            leaf = guard_leaf(entry.rule.condition) if indexable else None
+            leaf = guard_leaf(entry.rule.condition, entry.rule.when) if indexable else None
             if leaf is None or leaf.field is None:
                 self.always.append(entry)
             elif leaf.op == "eq":
@@ -181,6 +187,7 @@ class RuleSet:
                 gate_only,
                 rule.stateful and featureless,
                 number,
+                rule.guard,
             )
             for kind in rule.observation:
                 self._by_kind[kind].append(rule)
@@ -243,7 +250,8 @@ class RuleSet:
     def evaluate(self, observations: Iterable[Observation], registry: Registry) -> list[Verdict]:
         """Definite verdicts of the stateless rules only (rules with memory need `AnomalyEngine`).
 
-        An unknown outcome (field not observed) yields nothing."""
+        An unknown outcome (field not observed, precondition not met) yields nothing, and so does a false
+        one on an error observation: a probe that could not observe never shows a problem gone."""
         verdicts: list[Verdict] = []
         append = verdicts.append
         entries = self._entries
@@ -256,12 +264,13 @@ class RuleSet:
                 continue
             get = field_view(obs).get
             sid, target = obs.system_id, obs.target
+            ok = obs.status is ObservationStatus.OK
             for entry in self.applicable(obs.kind, system, registry):
                 if entry.stateful:
                     continue
                 outcome = entry.test(get)
                 if outcome is True:
                     append(Verdict(entry.rule, sid, target, True, evidence(entry, get, obs)))
-                elif outcome is False:
+                elif outcome is False and ok:
                     append(Verdict(entry.rule, sid, target, False))
         return verdicts

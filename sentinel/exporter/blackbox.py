@@ -35,8 +35,14 @@ class ProbeRequestError(Exception):
 
 
 def observation_succeeded(status: str, data: Mapping[str, Any]) -> bool:
-    """The same reading as `/metrics`: observed, reachable, and every declared port open."""
-    if status != "ok" or data.get("reachable") is False:
+    """blackbox's meaning of `probe_success` (the target answered), as `sentinel_system_up` reads it: observed,
+    reachable, the page opened (no 4xx/5xx), and every declared port open. A port nobody declared (a closed
+    high-risk port) is no failure."""
+    if status != "ok":
+        return False
+    if data.get("declared") is False:
+        return True
+    if data.get("reachable") is False or data.get("available") is False:
         return False
     return not (data.get("declared") is True and data.get("state") != "open")
 

@@ -68,7 +68,8 @@ def snapshot_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -
 
     success = Family.gauge(
         "sentinel_probe_success",
-        "1 if every latest observation of this probe for this system succeeded (reachable, declared ports open).",
+        "1 if the probe could observe this system: none of its latest observations is an error observation "
+        "(a closed port or a missing header is an observation, not a probe failure).",
         labels=["system", "probe"],
     )
     duration = Family.gauge(
@@ -82,7 +83,7 @@ def snapshot_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -
         if p.duration_seconds is not None:
             duration.add([p.system_id, p.probe], p.duration_seconds)
         if p.probe in REACHABILITY_PROBES:
-            up_by_system[p.system_id] = up_by_system.get(p.system_id, True) and p.success
+            up_by_system[p.system_id] = up_by_system.get(p.system_id, True) and p.reachable
     yield success
     yield duration
 

@@ -11,19 +11,27 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# An observation failed when the probe could not observe, the peer was unreachable, or a port the owner declared
-# open was not open. Field-based, so probes added later (dns, icmp...) follow the same reading without changes here.
-_SUCCESS = """CASE
+# A probe succeeded when it could observe: no error observation. A closed port, even a high-risk one nobody
+# declared, is a successful observation (issue 11: reading it as a failure made every healthy system alert).
+_SUCCESS = "CASE WHEN status = 'ok' THEN 1 ELSE 0 END"
+
+# Whether what the owner expects answered: observed, reachable, the page opened (no 4xx/5xx), declared ports
+# open. Observations about ports nobody declared (the high-risk list the exposure and banner probes try) say
+# nothing about reachability.
+# Field-based, so probes added later (dns, icmp...) follow the same reading without changes here.
+_REACHABLE = """CASE
     WHEN status != 'ok' THEN 0
+    WHEN json_extract(data, '$.declared') = 0 THEN 1
     WHEN json_extract(data, '$.reachable') = 0 THEN 0
+    WHEN json_extract(data, '$.available') = 0 THEN 0
     WHEN json_extract(data, '$.declared') = 1 AND json_extract(data, '$.state') != 'open' THEN 0
     ELSE 1 END"""
 
 # Probes report their timing under different names; the slowest answer stands for the probe's duration.
 _LATENCY_MS = "COALESCE(json_extract(data, '$.latency_ms'), json_extract(data, '$.rtt_ms'))"
 
-_PROBES_SQL = f"""SELECT system_id, probe, MIN({_SUCCESS}), MAX({_LATENCY_MS}), MAX(observed_at), COUNT(*)
-    FROM observations_latest GROUP BY system_id, probe"""
+_PROBES_SQL = f"""SELECT system_id, probe, MIN({_SUCCESS}), MIN({_REACHABLE}), MAX({_LATENCY_MS}), MAX(observed_at),
+    COUNT(*) FROM observations_latest GROUP BY system_id, probe"""
 
 _CERTS_SQL = """SELECT system_id, MIN(json_extract(data, '$."cert.not_after"')) FROM observations_latest
     WHERE kind = 'tls' AND status = 'ok' AND json_extract(data, '$."cert.not_after"') IS NOT NULL
@@ -46,10 +54,11 @@ def _timestamp(text: str | None) -> float | None:
 class ProbeState:
     system_id: str
     probe: str
-    success: bool
+    success: bool  # the probe could observe (no error observation)
     duration_seconds: float | None
     observed_at: float | None
     observations: int
+    reachable: bool = True  # every declared thing it looked at answered (what `sentinel_system_up` reads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +100,9 @@ def read_probes(db: sqlite3.Connection) -> list[ProbeState]:
             duration_seconds=None if latency is None else round(float(latency) / 1000.0, 6),
             observed_at=_timestamp(observed),
             observations=int(count),
+            reachable=bool(reachable),
         )
-        for sid, probe, ok, latency, observed, count in db.execute(_PROBES_SQL)
+        for sid, probe, ok, reachable, latency, observed, count in db.execute(_PROBES_SQL)
     ]
 
 

@@ -18,6 +18,7 @@ class LifecycleEvent(StrEnum):
     SUPPRESS = "suppress"  # accepted risk / false positive, with reason and optional expiry
     UNSUPPRESS = "unsuppress"  # the suppression was lifted or expired
     REOPEN = "reopen"  # an operator reopens by hand
+    ACCEPT_BASELINE = "accept_baseline"  # an operator accepts the changed value as the rule's new baseline
 
 
 class InvalidTransitionError(SentinelError):
@@ -43,6 +44,8 @@ TRANSITIONS: dict[tuple[FindingStatus | None, LifecycleEvent], FindingStatus] = 
     (RES, LifecycleEvent.SUPPRESS): SUP,
     (SUP, LifecycleEvent.SUPPRESS): SUP,  # change reason or expiry
     (SUP, LifecycleEvent.UNSUPPRESS): OPEN,
+    (OPEN, LifecycleEvent.ACCEPT_BASELINE): RES,
+    (ACK, LifecycleEvent.ACCEPT_BASELINE): RES,
     (RES, LifecycleEvent.REOPEN): OPEN,
     (ACK, LifecycleEvent.REOPEN): OPEN,
 }

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sentinel.engine.accept import accept_baseline
 from sentinel.engine.ruleset import Verdict
 from sentinel.findings.lifecycle import LifecycleEvent, next_status
 from sentinel.models import Finding, FindingStatus
@@ -24,6 +25,8 @@ class ApplyResult:
     updated: list[Finding] = field(default_factory=list)
     resolved: list[Finding] = field(default_factory=list)
     reopened: list[Finding] = field(default_factory=list)
+    #: active findings that became stale this sweep: observed, but the rule could not tell (not "touched")
+    stale: list[Finding] = field(default_factory=list)
 
     @property
     def touched(self) -> list[Finding]:
@@ -42,14 +45,18 @@ class FindingTracker:
     def apply(self, verdicts: Iterable[Verdict], now: datetime) -> ApplyResult:
         detected: dict[str, Verdict] = {}
         cleared: dict[str, Verdict] = {}
+        unknown: set[str] = set()
         for v in verdicts:
             fid = fingerprint(v.rule.id, v.system_id, v.target)
             if v.present:
                 detected[fid] = v
                 cleared.pop(fid, None)
+            elif v.present is None:
+                unknown.add(fid)  # could not tell: never a change of status
             elif fid not in detected:
                 cleared[fid] = v
-        existing = self.store.findings_by_ids([*detected, *cleared])
+        unknown -= detected.keys() | cleared.keys()  # another observation of the sweep did tell
+        existing = self.store.findings_by_ids([*detected, *cleared, *unknown])
         result = ApplyResult()
         events: list[Event] = []
         changed: list[Finding] = []
@@ -82,6 +89,7 @@ class FindingTracker:
                 f.title, f.severity, f.category = rule.title, rule.severity, rule.category
                 f.controls, f.remediation = rule.controls.flat(), rule.remediation
                 f.last_seen, f.occurrences, f.evidence = now, old.occurrences + 1, v.evidence
+                f.stale_since = None  # confirmed again
                 if old.status == FindingStatus.RESOLVED:
                     f.regression = True
                     f.resolved_at = None
@@ -103,8 +111,17 @@ class FindingTracker:
                 events.append((fid, now, SYSTEM_ACTOR, old.status.value, status.value, "condition no longer observed"))
                 old.status, old.resolved_at = status, now
                 old.status_reason, old.status_by = "condition no longer observed", SYSTEM_ACTOR
+                old.stale_since = None
                 result.resolved.append(old)
                 changed.append(old)
+
+        for fid in unknown:
+            old = existing.get(fid)
+            if old is None or not old.status.is_active or old.stale_since is not None:
+                continue
+            old.stale_since = now  # left as it is; shown as "last confirmed at last_seen"
+            result.stale.append(old)
+            changed.append(old)
 
         with self.store.transaction():
             self.store.save_findings(changed)
@@ -131,7 +148,10 @@ class FindingTracker:
         now: datetime,
         until: datetime | None = None,
     ) -> Finding:
-        """An operator's action (acknowledge, resolve, suppress, unsuppress, reopen)."""
+        """An operator's action (acknowledge, resolve, suppress, unsuppress, reopen, accept_baseline).
+
+        `ACCEPT_BASELINE` also makes the finding's current value the rule's learned one (in the engine
+        state, in the same transaction), so the next sweep compares against what the operator accepted."""
         self._transition(finding, event, actor, reason, now, until)
         return finding
 
@@ -150,6 +170,11 @@ class FindingTracker:
             current = self.store.get_finding(f.id) or f
             old = current.status
             current.status = next_status(old, event)
+            if event == LifecycleEvent.ACCEPT_BASELINE:
+                accepted = accept_baseline(self.store, current, now)
+                reason = f"{reason} (accepted as the new baseline: {accepted})"
+            if current.status == FindingStatus.RESOLVED:
+                current.stale_since = None
             current.status_reason, current.status_by = reason, actor
             current.suppressed_until = until if event == LifecycleEvent.SUPPRESS else None
             if current.status == FindingStatus.RESOLVED:

@@ -64,6 +64,13 @@ class Finding:
     suppressed_until: datetime | None = None
     resolved_at: datetime | None = None
     regression: bool = False
+    #: Since when the sweeps observed the target but could not confirm the problem (precondition not met,
+    #: probe error): the finding stays as it is, last confirmed at `last_seen`. None: confirmed by the last look.
+    stale_since: datetime | None = None
+
+    @property
+    def is_stale(self) -> bool:
+        return self.stale_since is not None and self.status.is_active
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,4 +93,6 @@ class Finding:
             "suppressed_until": self.suppressed_until.isoformat() if self.suppressed_until else None,
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
             "regression": self.regression,
+            "stale_since": self.stale_since.isoformat() if self.stale_since else None,
+            "last_confirmed": self.last_seen.isoformat(),
         }

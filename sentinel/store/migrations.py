@@ -66,6 +66,8 @@ CORE: list[list[str]] = [
             summary TEXT
         )""",
     ],
+    # 2: an active finding the sweeps could not confirm (issue 11): shown as stale, never resolved for it
+    ["ALTER TABLE findings ADD COLUMN stale_since TEXT"],
 ]
 
 

@@ -25,7 +25,7 @@ def _dt(value: str | None) -> datetime | None:
 
 _FINDING_COLUMNS = (
     "id, rule_id, title, severity, category, system_id, target, status, first_seen, last_seen, occurrences,"
-    " evidence, controls, remediation, status_reason, status_by, suppressed_until, resolved_at, regression"
+    " evidence, controls, remediation, status_reason, status_by, suppressed_until, resolved_at, regression, stale_since"
 )
 
 
@@ -50,6 +50,7 @@ def _finding_row(f: Finding) -> tuple[Any, ...]:
         _ts(f.suppressed_until),
         _ts(f.resolved_at),
         int(f.regression),
+        _ts(f.stale_since),
     )
 
 
@@ -74,6 +75,7 @@ def _finding_from(row: sqlite3.Row) -> Finding:
         suppressed_until=_dt(row["suppressed_until"]),
         resolved_at=_dt(row["resolved_at"]),
         regression=bool(row["regression"]),
+        stale_since=_dt(row["stale_since"]),
     )
 
 
@@ -225,7 +227,7 @@ class SqliteStore:
         with self.transaction() as db:
             self._run_hooks("findings", items)
             db.executemany(
-                f"INSERT OR REPLACE INTO findings ({_FINDING_COLUMNS}) VALUES ({','.join('?' * 19)})",
+                f"INSERT OR REPLACE INTO findings ({_FINDING_COLUMNS}) VALUES ({','.join('?' * 20)})",
                 [_finding_row(f) for f in items],
             )
 

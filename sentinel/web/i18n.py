@@ -33,6 +33,8 @@ _LABELS: dict[str, dict[str, str]] = {
     "all": {"zh": "全部", "en": "All"},
     "acknowledge": {"zh": "确认", "en": "Acknowledge"},
     "suppress": {"zh": "屏蔽", "en": "Suppress"},
+    "stale": {"zh": "无法确认，最后确认于", "en": "not confirmed; last confirmed at"},
+    "accept_baseline": {"zh": "接受为新基线", "en": "Accept as baseline"},
     "reason": {"zh": "原因", "en": "Reason"},
     "until": {"zh": "截止日期", "en": "Until"},
     "remediation": {"zh": "整改建议", "en": "Remediation"},

@@ -33,6 +33,7 @@ ACTIONS = {
     "acknowledge": LifecycleEvent.ACKNOWLEDGE,
     "suppress": LifecycleEvent.SUPPRESS,
     "resolve": LifecycleEvent.RESOLVE,
+    "accept-baseline": LifecycleEvent.ACCEPT_BASELINE,  # change/baseline rules: the current value becomes the norm
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
