@@ -39,3 +39,33 @@ def test_gov_web_veto_rules_are_critical_or_high() -> None:
     assert RULES["web_no_hidden_gambling_adult_links"].severity.value == "critical"
     assert RULES["web_no_hidden_gambling_adult_links"].controls.gov_web == ["tampering"]
     assert RULES["http_no_sensitive_paths_exposed"].severity.value == "high"
+
+
+# Issue 11 defects 4 and 10b: HTTP errors and failed TLS handshakes are findings of their own; a site that answers
+# is never "unreachable", and what could not be observed (failed connection, backed-off probe) resolves nothing.
+HTTP_STATUS_RULES = (
+    "http_server_error",
+    "http_client_error",
+    "https_tls_handshake_failed",
+    "gov_site_availability_weekly",
+    "endpoint_reachable",
+    "http_latency_within_threshold",
+    "http_latency_anomalous",
+)
+
+
+@pytest.mark.parametrize("rule_id", HTTP_STATUS_RULES)
+def test_http_status_rule_fixtures_pass(rule_id: str) -> None:
+    loaded = parse_fixture(shipped_rules_dir() / "tests" / f"{rule_id}.yaml")
+    results = FixtureRunner([RULES[rule_id]]).run(loaded)
+    failures = [f"{r.case}: {r.message}" for r in results if not r.ok]
+    assert not failures
+    assert results and all(r.ok for r in results)
+
+
+def test_http_error_rules_are_debounced_and_resolve_on_the_first_good_status() -> None:
+    for rule_id in ("http_server_error", "http_client_error"):
+        rule = RULES[rule_id]
+        assert (rule.for_, rule.clear_after) == (2, 1), rule_id
+    assert RULES["http_server_error"].severity.value == "high"
+    assert RULES["https_tls_handshake_failed"].severity.value == "high"

@@ -1,22 +1,98 @@
-"""Bounded, scope-checked HTTP GETs for the probes that read page content (http_security, web_integrity).
+"""Bounded, scope-checked HTTP GETs for the HTTP probes (http, http_security, web_integrity), and what they share:
+request timing, the TLS context, and how a failed request is named.
 
 Each hop is resolved and admitted through ScopedNetwork before it is sent, exactly as in `http_poll`;
 a redirect to an out-of-scope host is recorded and not followed. Bodies are read up to a byte limit
 (a hostile server cannot make us read more), and each answer's status feeds the target's circuit
 breaker so 429/5xx bursts back off.
+Request timing is in `http_timing`.
 """
 
 from __future__ import annotations
 
+import functools
+import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from sentinel.collectors.network import OutOfScope, ScopedNetwork, jsonable_headers
+from sentinel.collectors.http_timing import RequestTiming, TimingTrace, timing_trace_config
+from sentinel.collectors.network import CircuitOpen, OutOfScope, ScopedNetwork, jsonable_headers
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_COOKIES = 32
+REDIRECT_BODY_BYTES = 65_536  # a redirect's body is read (bounded) so its timing covers the whole answer, as curl's
+MAX_REASON_CHARS = 300
+
+
+def timed_session(net: ScopedNetwork) -> aiohttp.ClientSession:
+    """The network's shared session, with the timing hooks attached once (requests without a RequestTiming as
+    `trace_request_ctx` are not timed). Once ScopedNetwork.http_session() builds its session with
+    `timing_trace_config()` itself, this is a no-op."""
+    session = net.http_session()
+    if not any(isinstance(t, TimingTrace) for t in session.trace_configs):
+        session.trace_configs.append(timing_trace_config())
+    return session
+
+
+# -- TLS -----------------------------------------------------------------------------------------------------------
+@functools.cache
+def http_tls_context() -> ssl.SSLContext:
+    """The HTTP probes' client context: it talks to any server a monitor must read, TLS 1.0 and old ciphers
+    included, and verifies no certificate. The tls and tls_scan probes judge protocols and certificates; the HTTP
+    probes must still see the headers and content of a site that has those problems."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    try:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    except ssl.SSLError:  # an OpenSSL without security levels
+        ctx.set_ciphers("DEFAULT")
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+# -- status ------------------------------------------------------------------------------------------------------
+def status_facts(status: int) -> dict[str, str | bool | None]:
+    """What an HTTP status says, as rule-readable fields (None: the status cannot tell).
+
+    `http.ok`: a good answer (2xx/3xx) or an error (4xx/5xx); None for 429, where the site throttled the monitor
+    and said nothing about the page. `http.server_error` / `http.client_error`: true for a 5xx / a 4xx (429 aside),
+    false for a good answer, None for the other error class, so that a 404 never reads as "the 5xx is fixed"."""
+    good = 200 <= status < 400
+    if good:
+        ok: bool | None = True
+    elif status == 429 or status < 200:
+        ok = None
+    else:
+        ok = False
+    return {
+        "status_class": f"{status // 100}xx",
+        "http.ok": ok,
+        "http.server_error": True if status >= 500 else (False if good else None),
+        "http.client_error": True if 400 <= status < 500 and status != 429 else (False if good else None),
+    }
+
+
+# -- failures ------------------------------------------------------------------------------------------------------
+def describe_failure(exc: BaseException) -> tuple[str, str]:
+    """(error_kind, reason) for a request that got no HTTP answer.
+
+    `circuit_open`: backed off, nothing sent; `tls_handshake`: the TCP connection was made and the TLS handshake
+    failed (aiohttp raises ClientSSLError only while creating the connection); `dns`; `timeout`; `connect`."""
+    if isinstance(exc, CircuitOpen):
+        return "circuit_open", f"not probed: {exc}"[:MAX_REASON_CHARS]
+    if isinstance(exc, aiohttp.ClientSSLError):
+        cause = exc.__cause__ or exc
+        return "tls_handshake", f"TLS handshake failed: {cause}"[:MAX_REASON_CHARS]
+    if isinstance(exc, TimeoutError):
+        return "timeout", "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or "cannot resolve" in str(exc):
+        return "dns", (str(exc) or type(exc).__name__)[:MAX_REASON_CHARS]
+    return "connect", (str(exc) or type(exc).__name__)[:MAX_REASON_CHARS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +105,7 @@ class Fetched:
     truncated: bool
     redirects: tuple[str, ...] = ()
     out_of_scope_redirect: str | None = None  # where a redirect pointed that was not followed
+    latency_ms: float | None = None  # the first request, timed as RequestTiming says
 
 
 async def read_at_most(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
@@ -57,13 +134,17 @@ async def scoped_get(
     Raises OutOfScope when the first hop is out of scope, aiohttp.ClientError / TimeoutError / OSError
     when the target does not answer; the caller turns those into error observations.
     """
-    session = net.http_session()
+    session = timed_session(net)
     redirects: list[str] = []
     cookies: list[str] = []
+    first = RequestTiming()
     for hop in range(max_redirects + 1):
         address = (await net.resolve(urlsplit(url).hostname or ""))[0]
         await net.admit(address)
-        async with session.get(url, allow_redirects=False, timeout=timeout) as resp:
+        timing = first if hop == 0 else None
+        async with session.get(
+            url, allow_redirects=False, timeout=timeout, ssl=http_tls_context(), trace_request_ctx=timing
+        ) as resp:
             net.report_http_status(address, resp.status, resp.headers.get("Retry-After"))
             cookies.extend(resp.headers.getall("Set-Cookie", [])[: MAX_COOKIES - len(cookies)])
             location = resp.headers.get("Location")
@@ -72,11 +153,14 @@ async def scoped_get(
                 try:
                     await net.resolve(urlsplit(target).hostname or "")
                 except OutOfScope:
-                    return await _final(resp, url, cookies, redirects, max_bytes, out_of_scope=target)
+                    return await _final(resp, url, cookies, redirects, max_bytes, first, out_of_scope=target)
+                if timing is not None:
+                    await read_at_most(resp, REDIRECT_BODY_BYTES)
+                    timing.end = time.perf_counter()
                 redirects.append(url)
                 url = target
                 continue
-            return await _final(resp, url, cookies, redirects, max_bytes)
+            return await _final(resp, url, cookies, redirects, max_bytes, first)
     raise AssertionError("unreachable: the last hop always returns")
 
 
@@ -86,9 +170,12 @@ async def _final(
     cookies: list[str],
     redirects: list[str],
     max_bytes: int,
+    first: RequestTiming,
     out_of_scope: str | None = None,
 ) -> Fetched:
     body, truncated = await read_at_most(resp, max_bytes)
+    if first.end is None:
+        first.end = time.perf_counter()
     return Fetched(
         url=url,
         status=resp.status,
@@ -98,4 +185,5 @@ async def _final(
         truncated=truncated,
         redirects=tuple(redirects),
         out_of_scope_redirect=out_of_scope,
+        latency_ms=first.total_ms,
     )

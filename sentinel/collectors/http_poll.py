@@ -1,8 +1,24 @@
-"""HTTP(S) poll: reachability, status, latency, redirect chain (scope-checked hop by hop), headers, body digest."""
+"""HTTP(S) poll: reachability, status, latency, redirect chain (scope-checked hop by hop), headers, body digest.
+
+Fields of an answered poll (`status: ok`):
+  reachable          true: the server answered
+  tcp.connected      true
+  tls.handshake_ok   true when the final URL is https (None on plain http)
+  status_code        the final answer's status; `status_class` "2xx".."5xx"
+  http.ok            true for 2xx/3xx, false for 4xx/5xx, None for 429 (throttled: says nothing about the page)
+  http.server_error  true for 5xx, false for 2xx/3xx, None otherwise; `http.client_error` likewise for 4xx
+  available          the page opened: `http.ok` (None after a redirect that could not be followed)
+  latency_ms         the first request, from the start of the connection attempt (after the rate limiter, the
+                     connection-pool queue and DNS) to the last byte of its body: curl's time_total minus
+                     time_namelookup, without -L. `timing.connect_ms` / `timing.headers_ms`: connection made,
+                     response headers received, on the same clock.
+A poll that got no HTTP answer is an error observation with `error_kind` (`connect`, `timeout`, `dns`,
+`tls_handshake`), `reachable` false, except `tls_handshake`: the TCP connection was made and the TLS handshake
+failed (`tls.error` says why), so the site is reachable, `tls.handshake_ok` false and `available` false.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Iterable
@@ -13,7 +29,16 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from sentinel.collectors.base import Probe, ProbeJob
-from sentinel.collectors.http_fetch import read_at_most
+from sentinel.collectors.http_fetch import (
+    REDIRECT_BODY_BYTES,
+    REDIRECT_STATUSES,
+    describe_failure,
+    http_tls_context,
+    read_at_most,
+    status_facts,
+    timed_session,
+)
+from sentinel.collectors.http_timing import RequestTiming
 from sentinel.collectors.network import OutOfScope, ScopedNetwork, jsonable_headers
 from sentinel.models import Observation
 from sentinel.registry.models import System
@@ -34,13 +59,14 @@ class HttpProbe(Probe):
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         assert job.url is not None
         started = datetime.now(UTC)
-        session = net.http_session()
+        session = timed_session(net)
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout, sock_connect=self.settings.connect_timeout)
         url = job.url
         chain: list[dict[str, Any]] = []
-        first_latency: float | None = None
+        first = RequestTiming()
         scheme = urlsplit(job.url).scheme
         base: dict[str, Any] = {"url": job.url, "scheme": scheme, "host": job.host}
+        last_status: int | None = None
         for hop in range(self.settings.max_redirects + 1):
             host = urlsplit(url).hostname or ""
             try:
@@ -52,26 +78,38 @@ class HttpProbe(Probe):
                 base["redirect.out_of_scope"] = url
                 base["redirect.out_of_scope_reason"] = str(exc)
                 break
-            t0 = time.perf_counter()
+            # Only the first request is timed (curl without -L), and only once it is admitted.
+            timing = first if hop == 0 else RequestTiming()
             try:
-                async with session.get(url, allow_redirects=False, timeout=timeout) as resp:
-                    latency = (time.perf_counter() - t0) * 1000
+                async with session.get(
+                    url, allow_redirects=False, timeout=timeout, ssl=http_tls_context(), trace_request_ctx=timing
+                ) as resp:
                     net.report_http_status(address, resp.status, resp.headers.get("Retry-After"))
-                    if first_latency is None:
-                        first_latency = latency
+                    last_status = resp.status
                     location = resp.headers.get("Location")
-                    if resp.status in (301, 302, 303, 307, 308) and location:
+                    if resp.status in REDIRECT_STATUSES and location:
+                        if hop == 0:
+                            await read_at_most(resp, REDIRECT_BODY_BYTES)
+                            first.end = time.perf_counter()
                         chain.append({"url": url, "status": resp.status, "location": location})
                         url = urljoin(url, location)
                         continue
                     body, more = await read_at_most(resp, self.settings.max_body_bytes)
+                    if hop == 0:
+                        first.end = time.perf_counter()
                     headers = jsonable_headers(resp.headers)
                     final_scheme = urlsplit(url).scheme
+                    facts = status_facts(resp.status)
                     data = {
                         **base,
                         "reachable": True,
+                        "tcp.connected": True,
+                        "tls.handshake_ok": True if final_scheme == "https" else None,
                         "status_code": resp.status,
-                        "latency_ms": round(first_latency, 2),
+                        **facts,
+                        "available": facts["http.ok"],
+                        "latency_ms": first.total_ms,
+                        **first.fields(),
                         "final_url": url,
                         "final_scheme": final_scheme,
                         "redirects": chain,
@@ -90,20 +128,39 @@ class HttpProbe(Probe):
                     return [self.observation(job, started, data)]
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 net.report_failure(address)
-                kind = "timeout" if isinstance(exc, TimeoutError | asyncio.TimeoutError) else "connect"
-                reason = "timed out" if kind == "timeout" else (str(exc) or type(exc).__name__)[:300]
-                data = {**base, "reachable": False, "error_kind": kind, "redirects": chain, "failed_url": url}
+                kind, reason = describe_failure(exc)
+                tls_failed = kind == "tls_handshake"
+                https = urlsplit(url).scheme == "https"
+                data = {
+                    **base,
+                    # A server that completed TCP and answered the handshake (with an alert) is there: what is
+                    # wrong with it is TLS, not reachability.
+                    "reachable": tls_failed,
+                    "tcp.connected": True if tls_failed else timing.connected is not None,
+                    "tls.handshake_ok": False if tls_failed else (True if https and timing.connected else None),
+                    "available": False,
+                    "error_kind": kind,
+                    "redirects": chain,
+                    "failed_url": url,
+                }
+                if tls_failed:
+                    data["tls.error"] = reason
                 return [self.observation(job, started, data, error=f"{url}: {reason}")]
-        # Redirect limit reached, or the next hop was out of scope: report what was seen.
+        # Redirect limit reached, or the next hop was out of scope: report what was seen. The redirect is a good
+        # answer of the server; whether the page behind it opens was not observed.
         data = {
             **base,
             "reachable": True,
+            "tcp.connected": True,
             "redirects": chain,
             "redirect_count": len(chain),
-            "latency_ms": round(first_latency, 2) if first_latency is not None else None,
+            "latency_ms": first.total_ms,
+            **first.fields(),
             "final_url": url,
             "final_scheme": urlsplit(url).scheme,
             "redirects_to_https": urlsplit(url).scheme == "https",
             "redirect_limit": "redirect.out_of_scope" not in base,
         }
+        if last_status is not None:
+            data.update({"status_code": last_status, **status_facts(last_status)})
         return [self.observation(job, started, data)]

@@ -24,7 +24,7 @@ import aiohttp
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.html_analysis import decode_html
-from sentinel.collectors.http_fetch import Fetched, scoped_get
+from sentinel.collectors.http_fetch import Fetched, describe_failure, scoped_get
 from sentinel.collectors.network import CircuitOpen, ScopedNetwork
 from sentinel.models import Observation
 from sentinel.registry.models import System
@@ -276,8 +276,8 @@ class HttpSecurityProbe(Probe):
                 max_redirects=self.settings.max_redirects,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
-            reason = "timed out" if kind == "timeout" else (str(exc) or type(exc).__name__)[:300]
+            # A backed-off target (circuit open) is "not probed", never a connection failure.
+            kind, reason = describe_failure(exc)
             return [self.observation(job, started, {**base, "error_kind": kind}, error=f"{job.url}: {reason}")]
         scheme = urlsplit(page.url).scheme
         data: dict[str, Any] = {

@@ -19,7 +19,7 @@ import aiohttp
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.html_analysis import KeywordSet, analyse_page, decode_html
-from sentinel.collectors.http_fetch import scoped_get
+from sentinel.collectors.http_fetch import describe_failure, scoped_get
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError, Problem
@@ -100,8 +100,8 @@ class WebIntegrityProbe(Probe):
                 net, job.url, max_bytes=limit, timeout=timeout, max_redirects=self.settings.max_redirects
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
-            reason = "timed out" if kind == "timeout" else (str(exc) or type(exc).__name__)[:300]
+            # A backed-off target (circuit open) is "not probed", never a connection failure.
+            kind, reason = describe_failure(exc)
             return [self.observation(job, started, {**base, "error_kind": kind}, error=f"{job.url}: {reason}")]
         content_type = page.headers.get("content-type", "")
         if page.out_of_scope_redirect is not None:
