@@ -39,7 +39,8 @@ systems:
       - host: 198.18.61.10
         ports: [21, 23, 8080]
 """
-FINDING_KEYS = {f.name for f in dataclasses.fields(Finding)}  # the keys of Finding.to_dict(), as `scan` prints
+# the keys of Finding.to_dict(), as `scan` prints: the fields, plus when it was last confirmed
+FINDING_KEYS = {f.name for f in dataclasses.fields(Finding)} | {"last_confirmed"}
 
 
 def invoke(args: list[str]) -> tuple[int, str, str]:

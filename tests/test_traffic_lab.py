@@ -411,3 +411,62 @@ def test_normal_traffic_trips_no_detector(lab: Lab) -> None:
             run(lab.client, "dig", "+short", "+time=2", "+tries=1", f"@{RESOLVER}", name)
         run(lab.client, "ping", "-c", "3", "-i", "0.2", SERVER)
     assert found(detections(lab, pcap)) == set()
+
+
+def test_flood_sources_are_the_flooders_not_a_client_served_meanwhile(lab: Lab) -> None:
+    """Issue 11 defect 8: a legitimate client that sent a SYN during a flood was listed as a flood source."""
+    with capture(lab, lab.server, "syn_flood_with_client") as pcap:
+        flood = lab.attacker.popen(
+            "hping3", "-q", "-S", "-p", "8080", "-i", "u300", "-c", "3000", SERVER,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(0.2)
+        for _ in range(2):
+            run(lab.client, "curl", "-s", "-m", "5", "-o", "/dev/null", f"http://{SERVER}:8080/public")
+        flood.wait(30)
+    verdicts = detections(lab, pcap)
+    assert ("traffic_syn_flood", "portal", f"{SERVER}:8080/tcp") in found(verdicts)
+    evidence = next(v for v in verdicts if v.rule.id == "traffic_syn_flood").evidence
+    assert evidence["source_ip"] == [ATTACKER]  # the client is not blamed...
+    top = {t["source_ip"]: t for t in evidence["syn.top_sources"]}
+    assert top[ATTACKER]["syn"] == 3000 and top[ATTACKER]["share"] > 0.99
+    assert 1 <= top[CLIENT]["syn"] <= 4 and top[CLIENT]["share"] < 0.01  # ...but still counted, with its share
+    assert evidence["syn.sources"] == 2
+
+
+def test_nmap_udp_scan_is_detected(lab: Lab) -> None:
+    with capture(lab, lab.server, "portscan_udp") as pcap:
+        run(lab.attacker, "nmap", "-n", "-Pn", "-sU", "-T5", "--max-retries", "0", "-p", "1-150", SERVER, timeout=60)
+    verdicts = detections(lab, pcap)
+    assert ("traffic_portscan_udp", "portal", f"{ATTACKER} -> {SERVER}/udp") in found(verdicts)
+    assert not any(v.rule.id == "traffic_portscan_vertical" for v in verdicts)  # it is not reported as a TCP scan
+    scan = next(v for v in verdicts if v.rule.id == "traffic_portscan_udp")
+    assert scan.evidence["scan.ports"] == 150
+    # the closed ports answered ICMP port unreachable (as many as the kernel's rate limit let through)
+    obs = analyze_file(pcap, lab.registry, ThreatIntel()).observations
+    udp = next(o for o in obs if o.kind == "traffic.portscan" and o.target == f"{ATTACKER} -> {SERVER}/udp")
+    assert udp.data["scan.unreachable"] >= 1 and udp.data["scan.unanswered"] == 150
+
+
+def test_nmap_udp_sweep_and_horizontal_scan(lab: Lab) -> None:
+    with capture(lab, lab.server, "sweep_udp") as pcap:
+        run(lab.attacker, "nmap", "-n", "-Pn", "-sU", "-T5", "--max-retries", "0", "-p", "161", *EXTRA, timeout=60)
+    got = found(detections(lab, pcap))
+    assert ("traffic_portscan_horizontal", "unregistered", f"{ATTACKER} -> *:161/udp") in got
+    assert ("traffic_host_sweep", "unregistered", f"{ATTACKER} -> */udp") in got
+
+
+def test_dns_lookups_are_not_a_udp_scan(lab: Lab) -> None:
+    """The negative case: answers from port 53 reach many ports of the client, and its queries many names."""
+    script = textwrap.dedent(f"""
+        import dns.message, dns.query
+        for i in range(80):
+            dns.query.udp(dns.message.make_query(f"host{{i}}.lab.example", "A"), "{RESOLVER}", timeout=2)
+    """)
+    with capture(lab, lab.client, "dns_lookups") as pcap:
+        run(lab.client, sys.executable, "-c", script)
+    assert found(detections(lab, pcap)) == set()
+    obs = analyze_file(pcap, lab.registry, ThreatIntel()).observations
+    udp = [o for o in obs if o.kind == "traffic.portscan" and o.data["scan.protocol"] == "udp"]
+    assert [o.target for o in udp] == [f"{CLIENT} -> {RESOLVER}/udp"]  # never the answers' direction
+    assert udp[0].data["scan.ports"] == 1 and udp[0].data["scan.unanswered"] == 0

@@ -133,6 +133,13 @@ def analyze(
 @click.option(
     "--max-packets", type=click.IntRange(min=0), default=0, help="Stop after this many packets (0: no limit)."
 )
+@click.option(
+    "--ring-mb",
+    type=click.IntRange(min=1, max=1024),
+    default=32,
+    show_default=True,
+    help="Capture ring size; packets that arrive while it is full are dropped by the kernel (and reported).",
+)
 @registry_option
 @rules_option
 @intel_option
@@ -143,6 +150,7 @@ def sniff(
     bpf: str | None,
     duration: float,
     max_packets: int,
+    ring_mb: int,
     registry_path: Path | None,
     rule_paths: tuple[Path, ...],
     intel_paths: tuple[Path, ...],
@@ -159,7 +167,7 @@ def sniff(
         intel = load_intel_lists(intel_paths)
         _ = app.rules
         try:
-            result = sniff_live(iface, bpf, duration, registry, intel, max_packets)
+            result = sniff_live(iface, bpf, duration, registry, intel, max_packets, ring_mb * 1024)
         except (OSError, ValueError) as exc:  # no such interface, no permission, bad filter
             raise InputError([Problem(f"--iface {iface}", None, f"cannot capture: {exc}")]) from None
         except Exception as exc:  # scapy reports bad BPF filters with its own exception type
@@ -167,8 +175,17 @@ def sniff(
                 raise InputError([Problem(f"--bpf {bpf}", None, str(exc))]) from None
             raise
         found = findings_from(app, registry, result.observations)
+        if result.lossy:  # also a traffic_capture_lossy finding; said here so it is never missed
+            console(stderr=True).print(
+                f"warning: the kernel dropped {result.dropped} of {result.received} packets on {iface} "
+                "(capture ring full): the detections are incomplete",
+                markup=False,
+            )
         if fmt == "table":
-            console().print(f"{result.packets} packets captured on {iface}; [bold]{len(found)} findings[/bold].")
+            console().print(
+                f"{result.packets} packets analysed on {iface} ({result.received} received by the filter, "
+                f"{result.dropped} dropped by the kernel); [bold]{len(found)} findings[/bold]."
+            )
         render_findings(found, fmt, title=f"Findings in the traffic on {iface}")
         return EXIT_OK
     finally:

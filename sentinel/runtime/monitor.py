@@ -37,7 +37,7 @@ from sentinel.sinks.elasticsearch.shipper import Shipper
 from sentinel.store import SqliteStore
 from sentinel.traffic.analyze import with_unregistered
 from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
-from sentinel.traffic.sniff import sniff as sniff_live
+from sentinel.traffic.sniff import LiveCapture
 
 log = logging.getLogger("sentinel.run")
 SettingsLoader = Callable[[], Settings]
@@ -234,34 +234,60 @@ class Monitor:
             store.close()
 
     async def _sniff_loop(self) -> None:
-        """Passive detectors on live traffic, window after window, through the same rules and tracker."""
-        while not self.stopping.is_set():
-            loaded = self.current
-            config = loaded.settings.run.sniff
-            if config is None:
-                return
-            try:
-                result = await asyncio.to_thread(
-                    sniff_live, config.iface, config.bpf, config.window, loaded.registry, self._intel()
+        """Passive detectors on live traffic, window after window, through the same rules and tracker.
+
+        The capture ring stays open across windows (reopened only when the interface or filter
+        changes, or after an error), so traffic that arrives while a window is evaluated waits in
+        the ring for the next one; each window reports the kernel's received/dropped counts."""
+        live: LiveCapture | None = None
+        try:
+            while not self.stopping.is_set():
+                loaded = self.current
+                config = loaded.settings.run.sniff
+                if config is None:
+                    return
+                try:
+                    if live is not None and (live.iface, live.bpf) != (config.iface, config.bpf):
+                        live.close()
+                        live = None
+                    if live is None:
+                        live = await asyncio.to_thread(LiveCapture, config.iface, config.bpf)
+                    result = await asyncio.to_thread(live.window, config.window, loaded.registry, self._intel())
+                except Exception as exc:  # a vanished interface must not stop the monitor
+                    log.error("live capture on %s failed: %s", config.iface, exc)
+                    if live is not None:
+                        live.close()
+                        live = None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), config.window)
+                    continue
+                app = Sentinel(loaded.settings, registry=loaded.registry)
+                try:
+                    verdicts = app.rules.evaluate(result.observations, with_unregistered(loaded.registry))
+                    changes = app.tracker.apply(verdicts, app.clock())
+                finally:
+                    app.close()
+                log.info(
+                    "traffic on %s: %d packets, %d received by the filter, %d dropped by the kernel, "
+                    "%d observations, %d new findings",
+                    config.iface,
+                    result.packets,
+                    result.received,
+                    result.dropped,
+                    len(result.observations),
+                    len(changes.new),
+                    extra={"capture_received": result.received, "capture_dropped": result.dropped},
                 )
-            except Exception as exc:  # a vanished interface must not stop the monitor
-                log.error("live capture on %s failed: %s", config.iface, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), config.window)
-                continue
-            app = Sentinel(loaded.settings, registry=loaded.registry)
-            try:
-                verdicts = app.rules.evaluate(result.observations, with_unregistered(loaded.registry))
-                changes = app.tracker.apply(verdicts, app.clock())
-            finally:
-                app.close()
-            log.info(
-                "traffic on %s: %d packets, %d observations, %d new findings",
-                config.iface,
-                result.packets,
-                len(result.observations),
-                len(changes.new),
-            )
+                if result.lossy:
+                    log.warning(
+                        "live capture on %s dropped %d of %d packets: this window's detections are incomplete",
+                        config.iface,
+                        result.dropped,
+                        result.received,
+                    )
+        finally:
+            if live is not None:
+                live.close()
 
     @staticmethod
     def _intel() -> ThreatIntel:

@@ -65,8 +65,9 @@ class Analyzer:
         self.packets += len(batch)
         self.last_ts = max(self.last_ts, float(batch.ts.max()))
 
-    def observations(self) -> list[Observation]:
-        ctx = Context(self.book, self.probe, self.source, self.last_ts)
+    def observations(self, dropped: int | None = None) -> list[Observation]:
+        """`dropped`: packets the live capture lost meanwhile, stamped on every observation."""
+        ctx = Context(self.book, self.probe, self.source, self.last_ts, dropped)
         out: list[Observation] = []
         for detector in self.detectors:
             out.extend(detector.observations(ctx))

@@ -29,6 +29,7 @@ class Packets:
 
     buf: bytes | memoryview  # valid while the batch is being fed (see RecordBatch)
     start: I64  # where each record's bytes start in `buf` (ascending)
+    end: I64  # where each record's captured bytes end in `buf`
     ts: npt.NDArray[np.float64]
     wirelen: I64
     src: I64
@@ -42,7 +43,7 @@ class Packets:
     icmp_type: I64
     ip_len: I64
     icmp_fragment_end: I64  # for later IPv4 fragments of ICMP: the reassembled datagram's size, else 0
-    pstart: I64
+    pstart: I64  # TCP/UDP payload; for ICMP the message body (the quoted packet of an error)
     plen: I64
     arp: I64  # indices of ARP packets
     arp_op: I64
@@ -126,6 +127,7 @@ def decode(batch: RecordBatch, book: AddressBook) -> Packets:
     return Packets(
         buf=batch.buf,
         start=batch.data,
+        end=end,
         ts=batch.ts,
         wirelen=batch.wirelen,
         src=src,

@@ -27,6 +27,9 @@ class Context:
     probe: str  # "pcap" or "sniff"
     source: str  # file name or interface
     last_ts: float
+    #: live capture: packets the kernel dropped in this window (None for files, whose loss is unknown);
+    #: every observation carries it, so a detection from a lossy window never reads as complete
+    dropped: int | None = None
 
     @property
     def observed_at(self) -> datetime:
@@ -40,7 +43,9 @@ class Context:
             target=target,
             observed_at=self.observed_at,
             probe=self.probe,
-            data={**data, "capture": self.source},
+            data={**data, "capture": self.source}
+            if self.dropped is None
+            else {**data, "capture": self.source, "capture.dropped": self.dropped, "capture.lossy": self.dropped > 0},
         )
 
     def ips(self, ids: Iterable[int]) -> list[str]:

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from sentinel.models import Observation
 from sentinel.models.target import port_target
 from sentinel.traffic.decode import ACK, RST, SYN, Packets
-from sentinel.traffic.detectors.base import MAX_PER_KIND, Context, largest, top_keys
+from sentinel.traffic.detectors.base import MAX_PER_KIND, SAMPLE, Context, largest, top_keys
 from sentinel.traffic.table import Activity, ActivityTable, BoundedTable, HashFilter, group
 
 I64 = npt.NDArray[np.int64]
@@ -30,11 +30,83 @@ def flow_key(a: I64, b: I64, pa: I64, pb: I64) -> npt.NDArray[np.uint64]:
         return k ^ (k >> np.uint64(29))
 
 
+#: A source is named as one of a flood's sources only when it sent at least this share of the
+#: service's SYNs (and more than one): a client that opened a connection or two during the flood
+#: is listed among the top senders with its share, but not blamed.
+MATERIAL_SHARE = 0.01
+MATERIAL_MIN = 2
+
+
+_NO_SOURCES = np.zeros(0, np.int64)
+
+
+class SourceCounts:
+    """SYNs per source of one service. Large batches (a flood) merge into sorted numpy columns, so they
+    cost numpy work, not a Python loop per source; the few SYNs a service gets in most batches go to a
+    dict, which is cheaper than any numpy call. At most MAX_SOURCES sources are stored; SYNs of later
+    new sources are counted in `unattributed` (a spoofed flood has a new source in almost every packet)."""
+
+    __slots__ = ("counts", "few", "ids", "unattributed")
+    FEW = 32
+
+    def __init__(self) -> None:
+        self.ids = self.counts = _NO_SOURCES  # replaced, never written to, when the first flood batch arrives
+        self.few: dict[int, int] = {}
+        self.unattributed = 0
+
+    def _room(self) -> int:
+        return max(MAX_SOURCES - self.ids.size - len(self.few), 0)
+
+    def add(self, sources: I64) -> None:
+        """One batch's SYN sources (any order, repeats allowed)."""
+        if sources.size < self.FEW:
+            few = self.few
+            for s in sources.tolist():
+                if s in few:
+                    few[s] += 1
+                elif self._room():
+                    few[s] = 1
+                else:
+                    self.unattributed += 1
+            return
+        ids, counts = np.unique(sources, return_counts=True)
+        at = np.searchsorted(self.ids, ids)
+        known = at < self.ids.size
+        known[known] = self.ids[at[known]] == ids[known]
+        self.counts[at[known]] += counts[known]
+        new = np.flatnonzero(~known)
+        if not new.size:
+            return
+        room = self._room()
+        self.unattributed += int(counts[new[room:]].sum())
+        new = new[:room]
+        if new.size:  # both sides are sorted: inserting at the search positions keeps the order, no sort
+            self.ids = np.insert(self.ids, at[new], ids[new])
+            self.counts = np.insert(self.counts, at[new], counts[new])
+
+    def _merged(self) -> tuple[I64, I64]:
+        if not self.few:
+            return self.ids, self.counts
+        ids = np.concatenate([self.ids, np.fromiter(self.few, np.int64, len(self.few))])
+        counts = np.concatenate([self.counts, np.fromiter(self.few.values(), np.int64, len(self.few))])
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        return uniq, np.bincount(inverse.ravel(), weights=counts, minlength=uniq.size).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._merged()[0].size)
+
+    def top(self, n: int) -> list[tuple[int, int]]:
+        """The n sources with the most SYNs (ties: lower address first), as (source id, SYNs)."""
+        ids, counts = self._merged()
+        order = np.lexsort((ids, -counts))[:n]
+        return list(zip(ids[order].tolist(), counts[order].tolist(), strict=True))
+
+
 @dataclass(slots=True)
 class Service:
     synacks: int = 0
     completed: int = 0
-    sources: set[int] = field(default_factory=set)
+    sources: SourceCounts = field(default_factory=SourceCounts)
 
 
 class SynFloodDetector:
@@ -54,13 +126,13 @@ class SynFloodDetector:
             src, dst, port = p.src[syn], p.dst[syn], p.dport[syn]
             self.syns.track([dst, port], p.ts[syn])
             g = group(dst, port)
-            sources = src[g.order].tolist()
+            by_service = src[g.order]
             bounds = [*g.starts.tolist(), int(src.size)]
             services = self.services
             for n, (d, prt) in enumerate(g.rows()):
                 svc = services.get((d, prt))
-                if svc is not None and len(svc.sources) < MAX_SOURCES:
-                    svc.sources.update(sources[bounds[n] : bounds[n + 1]])
+                if svc is not None:
+                    svc.sources.add(by_service[bounds[n] : bounds[n + 1]])
             flows = flow_key(src, dst, p.sport[syn], port)
             self._pending.update(zip(flows.tolist(), (dst << 16 | port).tolist(), strict=True))
             self._remember(flows)
@@ -107,12 +179,18 @@ class SynFloodDetector:
                 continue
             svc = self.services.get((d, port)) or Service()
             dst = book.text(d)
+            ranked = svc.sources.top(SAMPLE)
+            top = [{"source_ip": book.text(s), "syn": n, "share": round(n / act.count, 4)} for s, n in ranked]
+            material = [book.text(s) for s, n in ranked if n >= MATERIAL_MIN and n / act.count >= MATERIAL_SHARE]
             data: dict[str, object] = {
-                "source_ip": ctx.ips(svc.sources),
+                # only the sources that carry a material share of the flood are named as its sources
+                "source_ip": material,
                 "destination_ip": dst,
                 "destination_port": port,
                 **act.fields("syn"),
-                "syn.sources": len(svc.sources),
+                "syn.sources": len(svc.sources),  # stored ones; see syn.unattributed
+                "syn.top_sources": top,
+                "syn.unattributed": svc.sources.unattributed,
                 "syn.answered": svc.synacks,
                 "syn.completed": svc.completed,
                 "syn.half_open_ratio": round(max(act.count - svc.completed, 0) / act.count, 4),
