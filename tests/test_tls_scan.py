@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from sentinel.collectors.base import ProbeJob
 from sentinel.collectors.network import ScopedNetwork
@@ -61,6 +61,7 @@ NEW_RULES = (
     "tls_forward_secrecy_enabled",
 )
 HOST = "127.0.0.1"
+OCSP = "http://ocsp.lab.test/"  # named in the lab leaves, never queried
 
 
 # -- certificates ----------------------------------------------------------------------------
@@ -123,6 +124,13 @@ class Pki:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.inter_key.public_key()), False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            # as a public CA's leaf: it names an OCSP responder, so stapling is judged
+            .add_extension(
+                x509.AuthorityInformationAccess(
+                    [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(OCSP))]
+                ),
+                critical=False,
+            )
             .sign(self.inter_key, hashes.SHA256())
         )
         cert_path, key_path = self.folder / f"{stem}.crt", self.folder / f"{stem}.key"
@@ -525,7 +533,7 @@ def test_rules_on_the_legacy_server(estate: dict[str, Scanned]) -> None:
         "tls_cert_rsa_key_min_2048": True,
         "tls_cert_signature_not_sha1": True,
         "tls_chain_complete": False,  # self-signed is complete (tls_cert_trusted_for_host covers it)
-        "tls_ocsp_stapling_enabled": False,  # nothing to staple for a self-signed certificate
+        "tls_ocsp_stapling_enabled": None,  # nothing to staple for a self-signed certificate: not judged
         "tls_forward_secrecy_enabled": True,
     }
 

@@ -12,7 +12,9 @@ from sentinel.collectors.exposure import ExposureProbe
 from sentinel.collectors.http_poll import HttpProbe
 from sentinel.collectors.http_security import HttpSecurityProbe
 from sentinel.collectors.icmp_probe import IcmpEchoProbe
+from sentinel.collectors.port_discovery import PortDiscoveryProbe
 from sentinel.collectors.tcp_ports import TcpPortProbe
+from sentinel.collectors.tlcp_probe import GmTlsProbe
 from sentinel.collectors.tls_cert import TlsProbe
 from sentinel.collectors.tls_scan import TlsScanProbe
 from sentinel.collectors.web_integrity import WebIntegrityProbe
@@ -32,6 +34,8 @@ BUILTIN_PROBES: dict[str, type[Probe]] = {
         DnsProbe,
         HttpSecurityProbe,
         WebIntegrityProbe,
+        PortDiscoveryProbe,
+        GmTlsProbe,
     )
 }
 

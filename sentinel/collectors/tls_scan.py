@@ -190,43 +190,7 @@ class _Exchanger:
         return attempt
 
     async def _exchange(self, payload: bytes) -> Attempt:
-        try:
-            reader, writer = await self.net.open_stream(self.address, self.port)
-        except ConnectionRefusedError:
-            return Attempt(error_kind="refused", error="connection refused")
-        except CircuitOpen as exc:  # Sentinel is backing off this target: nothing was sent
-            return Attempt(error_kind="circuit_open", error=str(exc)[:200])
-        except TimeoutError:
-            return Attempt(error_kind="timeout", error="connect timed out")
-        except OSError as exc:
-            return Attempt(error_kind="connect", error=f"cannot connect: {exc.strerror or exc}"[:200])
-        parser = ServerFlightParser()
-        try:
-            writer.write(payload)
-            await writer.drain()
-            async with asyncio.timeout(self.timeout):
-                while not parser.flight.complete:
-                    chunk = await reader.read(16384)
-                    if not chunk:
-                        break
-                    parser.feed(chunk)
-        except TlsParseError as exc:
-            return Attempt(error_kind="protocol", error=f"not TLS: {exc}"[:200])
-        except TimeoutError:
-            if parser.flight.server_hello is None and parser.flight.alert is None:
-                return Attempt(error_kind="timeout", error=f"no answer within {self.timeout:g} s")
-        except (ConnectionResetError, BrokenPipeError):
-            pass  # many servers reset on a hello they refuse
-        except OSError as exc:
-            return Attempt(error_kind="connect", error=f"connection failed: {exc.strerror or exc}"[:200])
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-        flight = parser.flight
-        if flight.server_hello is None and flight.alert is None:
-            return Attempt(rejected=True)
-        return Attempt(flight=flight)
+        return await exchange_hello(self.net, self.address, self.port, payload, self.timeout)
 
     async def chain_via_ssl(self) -> list[bytes]:
         """Certificates of a TLS 1.3 handshake through `ssl` (one more connection), leaf first."""
@@ -238,6 +202,54 @@ class _Exchanger:
         except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
             self.errors.append(f"certificate fetch: {failure_reason(exc)}"[:200])
             return []
+
+
+async def exchange_hello(
+    net: ScopedNetwork,
+    address: str,
+    port: int,
+    payload: bytes,
+    timeout: float,
+    parser: ServerFlightParser | None = None,
+) -> Attempt:
+    """One connection: send a hello, read the server's first flight (bounded by the parser and `timeout`)."""
+    parser = parser if parser is not None else ServerFlightParser()
+    try:
+        reader, writer = await net.open_stream(address, port)
+    except ConnectionRefusedError:
+        return Attempt(error_kind="refused", error="connection refused")
+    except CircuitOpen as exc:  # Sentinel is backing off this target: nothing was sent
+        return Attempt(error_kind="circuit_open", error=str(exc)[:200])
+    except TimeoutError:
+        return Attempt(error_kind="timeout", error="connect timed out")
+    except OSError as exc:
+        return Attempt(error_kind="connect", error=f"cannot connect: {exc.strerror or exc}"[:200])
+    try:
+        writer.write(payload)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            while not parser.flight.complete:
+                chunk = await reader.read(16384)
+                if not chunk:
+                    break
+                parser.feed(chunk)
+    except TlsParseError as exc:
+        return Attempt(error_kind="protocol", error=f"not TLS: {exc}"[:200])
+    except TimeoutError:
+        if parser.flight.server_hello is None and parser.flight.alert is None:
+            return Attempt(error_kind="timeout", error=f"no answer within {timeout:g} s")
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # many servers reset on a hello they refuse
+    except OSError as exc:
+        return Attempt(error_kind="connect", error=f"connection failed: {exc.strerror or exc}"[:200])
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+    flight = parser.flight
+    if flight.server_hello is None and flight.alert is None:
+        return Attempt(rejected=True)
+    return Attempt(flight=flight)
 
 
 def _version_facts(attempts: dict[TlsVersion, Attempt]) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class ClientHelloSpec:
     #: a 32-byte X25519 public key; needed for TLS 1.3 (servers answer HelloRetryRequest without it)
     key_share: bytes | None = None
     random: bytes = field(default_factory=lambda: os.urandom(32))
+    groups: Sequence[int] = SUPPORTED_GROUPS
+    signature_algorithms: Sequence[int] = SIGNATURE_ALGORITHMS
+    #: (group, public key) entries sent before the X25519 one (e.g. curveSM2 for the RFC 8998 profile)
+    extra_key_shares: Sequence[tuple[int, bytes]] = ()
 
 
 def _server_name(host: str) -> bytes:
@@ -65,17 +69,20 @@ def build_client_hello(spec: ClientHelloSpec) -> bytes:
         if spec.status_request:
             # OCSP, no responder ids, no request extensions (RFC 6066 section 8)
             extensions.append((Extension.STATUS_REQUEST, b"\x01\x00\x00\x00\x00"))
-        groups = b"".join(u16(g) for g in SUPPORTED_GROUPS)
+        groups = b"".join(u16(g) for g in spec.groups)
         extensions.append((Extension.SUPPORTED_GROUPS, vec16(groups)))
         extensions.append((Extension.EC_POINT_FORMATS, vec8(b"\x00")))
         if spec.version >= TlsVersion.TLS1_2:
-            algs = b"".join(u16(a) for a in SIGNATURE_ALGORITHMS)
+            algs = b"".join(u16(a) for a in spec.signature_algorithms)
             extensions.append((Extension.SIGNATURE_ALGORITHMS, vec16(algs)))
         if tls13:
             extensions.append((Extension.SUPPORTED_VERSIONS, vec8(u16(TlsVersion.TLS1_3))))
+            shares = [*spec.extra_key_shares]
             if spec.key_share is not None:
-                share = u16(GROUP_X25519) + vec16(spec.key_share)
-                extensions.append((Extension.KEY_SHARE, vec16(share)))
+                shares.append((GROUP_X25519, spec.key_share))
+            if shares:
+                entries = b"".join(u16(group) + vec16(key) for group, key in shares)
+                extensions.append((Extension.KEY_SHARE, vec16(entries)))
             extensions.append((45, vec8(b"\x01")))  # psk_key_exchange_modes: psk_dhe_ke
     session_id = os.urandom(32) if tls13 else b""  # middlebox compatibility mode for 1.3
     body = (

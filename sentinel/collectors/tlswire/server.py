@@ -84,10 +84,18 @@ class ServerFlight:
     complete: bool = False
 
 
-def parse_server_hello_body(body: bytes) -> ServerHello:
+#: TLCP (GM/T 0024-2014): version 0x0101 in records and hellos; accepted only by a parser told to expect it
+TLCP_VERSION = 0x0101
+
+
+def _known_version(version: int, tlcp: bool) -> bool:
+    return version >> 8 == 3 or (tlcp and version == TLCP_VERSION)
+
+
+def parse_server_hello_body(body: bytes, tlcp: bool = False) -> ServerHello:
     reader = Reader(body, "ServerHello")
     legacy_version = reader.u16()
-    if legacy_version >> 8 != 3:
+    if not _known_version(legacy_version, tlcp):
         raise TlsParseError(f"ServerHello: version 0x{legacy_version:04X} is not SSL 3 / TLS")
     random = reader.take(32)
     session_id = reader.vec8()
@@ -128,7 +136,9 @@ def _parse_certificate_status_body(body: bytes) -> bytes:
 class ServerFlightParser:
     """Feed bytes as they arrive; read `flight` once `flight.complete` (or the peer closed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tlcp: bool = False) -> None:
+        #: also accept TLCP's 0x0101 records and ServerHello (a TLS server may still answer in 3.x records)
+        self.tlcp = tlcp
         self.flight = ServerFlight()
         self._buffer = bytearray()
         self._handshake = bytearray()
@@ -145,7 +155,7 @@ class ServerFlightParser:
             content_type = self._buffer[0]
             version = int.from_bytes(self._buffer[1:3], "big")
             length = int.from_bytes(self._buffer[3:5], "big")
-            if content_type not in ContentType.__members__.values() or version >> 8 != 3:
+            if content_type not in ContentType.__members__.values() or not _known_version(version, self.tlcp):
                 raise TlsParseError(f"not a TLS record (starts with {bytes(self._buffer[:5])!r})")
             if length > MAX_RECORD:
                 raise TlsParseError(f"record of {length} bytes exceeds the TLS maximum")
@@ -188,7 +198,7 @@ class ServerFlightParser:
         if flight.server_hello is None:
             if msg_type != HandshakeType.SERVER_HELLO:
                 raise TlsParseError(f"first handshake message is type {msg_type}, not a ServerHello")
-            flight.server_hello = parse_server_hello_body(body)
+            flight.server_hello = parse_server_hello_body(body, self.tlcp)
             if flight.server_hello.version == TlsVersion.TLS1_3 or flight.server_hello.is_hello_retry:
                 flight.complete = True
         elif msg_type == HandshakeType.CERTIFICATE:
@@ -202,9 +212,9 @@ class ServerFlightParser:
         # ServerKeyExchange, CertificateRequest, ...: nothing the probe reports
 
 
-def parse_server_flight(data: bytes) -> ServerFlight:
+def parse_server_flight(data: bytes, tlcp: bool = False) -> ServerFlight:
     """Parse captured bytes of a server's first flight (possibly incomplete)."""
-    parser = ServerFlightParser()
+    parser = ServerFlightParser(tlcp)
     parser.feed(data)
     return parser.flight
 
