@@ -1,7 +1,9 @@
 """Safe YAML loading with line numbers, for every user-edited file (registry, rules, config).
 
 - `yaml.SafeLoader` only: no Python object tags.
-- Files over `MAX_BYTES` and documents with many aliases (billion-laughs) are refused.
+- Files over `MAX_BYTES`, documents with many aliases (billion-laughs), collections nested deeper than
+  `MAX_DEPTH` (the composer recurses: 5,000 levels were a RecursionError) and control characters such as
+  NUL are refused as `FILE:LINE` problems, never tracebacks.
 - Duplicate mapping keys are errors (PyYAML silently keeps the last one).
 - Mappings and sequences remember the line of each key / item, so a validation error at a
   pydantic location such as ``("systems", 3, "endpoints", 0, "url")`` can be reported as
@@ -23,6 +25,8 @@ T = TypeVar("T")
 
 MAX_BYTES = 1_000_000
 MAX_ALIASES = 200
+#: nesting levels of mappings/sequences; the deepest shipped file has 10
+MAX_DEPTH = 64
 
 
 class LineDict(dict[str, Any]):
@@ -39,21 +43,40 @@ class LineList(list[Any]):
     item_lines: list[int]
 
 
+class _Refused(yaml.YAMLError):
+    """A document the loader will not build (bomb, too deep): one located message, not a syntax error."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
 class _Loader(yaml.SafeLoader):
     def __init__(self, stream: str, filename: str) -> None:
         super().__init__(stream)
         self.filename = filename
         self.problems: list[Problem] = []
         self.alias_count = 0
+        self.depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self.alias_count += 1
             if self.alias_count > MAX_ALIASES:
                 event = self.peek_event()  # type: ignore[no-untyped-call]
-                raise yaml.YAMLError(
-                    f"line {event.start_mark.line + 1}: more than {MAX_ALIASES} aliases; refusing a possible YAML bomb"
+                raise _Refused(
+                    event.start_mark.line + 1, f"more than {MAX_ALIASES} aliases; refusing a possible YAML bomb"
                 )
+        elif self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
+            if self.depth >= MAX_DEPTH:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise _Refused(event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep; refusing to load")
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
         return super().compose_node(parent, index)
 
 
@@ -98,9 +121,19 @@ def load_yaml_text(text: str, filename: str) -> Any:
     """Parse one YAML document; raise `InputError` naming the file and line on any problem."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise InputError([Problem(filename, None, f"file is larger than {MAX_BYTES} bytes; refusing to load")])
-    loader = _Loader(text, filename)
+    try:
+        # the reader checks every character when built, so construction belongs inside the `try`
+        loader = _Loader(text, filename)
+    except yaml.reader.ReaderError as exc:
+        at = text.count("\n", 0, exc.position) + 1
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise InputError(
+            [Problem(filename, at, f"character {what} is not allowed in YAML (control character)")]
+        ) from None
     try:
         data = loader.get_single_data()
+    except _Refused as exc:
+        raise InputError([Problem(filename, exc.line, exc.message)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel.collectors.protocols import ProtocolError, http_head, kv, mongo
-from sentinel.collectors.protocols.greeting import parse_greeting, stable_banner
+from sentinel.collectors.protocols.greeting import CLEARTEXT_LOGIN, is_text, parse_greeting, stable_banner
 from sentinel.collectors.protocols.telnet import DO, IAC, SB, SE, WILL, WONT, TelnetParser
 from sentinel.collectors.vulnerable_versions import Version, default_catalogue_path, load_catalogue
 from sentinel.engine.fixtures import FixtureRunner, load_fixtures
@@ -32,7 +32,9 @@ MY_RULES = [shipped_rules_dir() / "services", shipped_rules_dir() / "dns"]
         (587, b"220 mail.example.cn ESMTP Postfix (Debian/GNU)\r\n", ("smtp", "postfix", None)),
         (110, b"+OK Dovecot ready.\r\n", ("pop3", "dovecot", None)),
         (143, b"* OK [CAPABILITY IMAP4rev1] ready\r\n", ("imap", None, None)),
-        (23, b"\x00\x01binary noise", ("telnet", None, None)),
+        (23, b"\x00\x01binary noise", ("unidentified", None, None)),  # the port alone names nothing
+        (21, b"\x93\x11\xfe random", ("unidentified", None, None)),
+        (110, b"220 numbered reply\r\n", ("unidentified", None, None)),
     ],
 )
 def test_greetings_name_service_product_version(
@@ -189,6 +191,8 @@ def test_parsers_survive_arbitrary_bytes(raw: bytes) -> None:
         assert len(parser.feed(chunk)) <= 3 * len(raw)
     greeting = parse_greeting(21, raw, parser.options)
     assert len(greeting.banner) <= 256
+    if greeting.service in CLEARTEXT_LOGIN:  # a login-service claim needs a greeting that is text
+        assert is_text(raw.split(b"\n", 1)[0]) or (parser.options and is_text(raw))
     parsers = (kv.parse_redis_reply, mongo.decode_document, http_head.parse_head)
     for parse in (*parsers, lambda b: mongo.parse_op_msg_reply(b, 1)):
         with contextlib.suppress(ProtocolError):

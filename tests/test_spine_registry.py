@@ -157,3 +157,84 @@ def test_csv_import_infers_the_narrowest_scope_and_reports_csv_lines(tmp_path: P
         csv_to_registry(bad, "systems.csv")
     assert {p.line for p in err.value.problems} == {4}, err.value.problems
     assert main(["registry", "import", str(tmp_path / "nope.csv")]) == 2
+
+
+def test_url_credentials_are_refused_without_echoing_the_password(
+    write_file: Callable[[str, str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_file(
+        "creds.yaml",
+        """
+        scope: {allow: ["10.20.0.0/16"]}
+        systems:
+          - id: admin-ui
+            name: Admin UI
+            owner: {department: IT}
+            tier: city
+            mlps_level: 2
+            endpoints:
+              - url: http://admin:s3cr3t-pw@10.20.1.5/
+              - host: "root:hunter2@10.20.1.6"
+        """,
+    )
+    assert main(["registry", "validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "s3cr3t-pw" not in captured.err + captured.out and "hunter2" not in captured.err + captured.out
+    assert f"{path}:9:" in captured.err and "credentials" in captured.err
+    assert f"{path}:10:" in captured.err
+    assert "Traceback" not in captured.err
+
+
+WIDE = """
+scope:
+  allow:
+    - 10.20.0.0/16
+    - 0.0.0.0/0
+    - ::/0
+    - cn
+systems:
+  - id: web
+    name: Web
+    owner: {department: IT}
+    tier: city
+    mlps_level: 2
+    endpoints:
+      - url: https://portal.gov.example.cn/
+      - host: 10.20.1.5
+"""
+
+
+def test_a_scope_wider_than_the_limit_needs_an_explicit_override(
+    write_file: Callable[[str, str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    wide = write_file("wide.yaml", WIDE)
+    with pytest.raises(InputError) as err:
+        load_registry(wide)
+    assert [(p.line, p.message.split("'")[1]) for p in err.value.problems] == [(4, "0.0.0.0/0"), (5, "::/0"), (6, "cn")]
+    assert "allow_wide" in err.value.problems[0].message
+    assert main(["registry", "validate", str(wide)]) == 2
+    # the limit is a parameter: a stricter site can refuse a /16 too
+    narrow = write_file("narrow.yaml", "scope: {allow: [10.20.0.0/16]}\nsystems: []\n")
+    with pytest.raises(InputError, match=r"wider than a /24"):
+        load_registry(narrow, widest_v4=24)
+    capsys.readouterr()
+
+    allowed = write_file("allowed.yaml", WIDE.replace("scope:\n", "scope:\n  allow_wide: true\n"))
+    reg = load_registry(allowed)
+    assert reg.scope.allow_wide and reg.scope.allows_address("192.0.2.1")
+    assert main(["registry", "validate", str(allowed)]) == 0
+    out = capsys.readouterr().out
+    assert "4,294,967,296 IPv4 + 2^128 IPv6 addresses, 1 DNS suffix, 2 registered host names" in out, out
+
+
+def test_the_override_covers_only_its_own_file(
+    write_file: Callable[[str, str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_file("reg/a.yaml", "scope: {allow_wide: true, allow: [10.0.0.0/7]}\nsystems: []\n")
+    b = write_file("reg/b.yaml", "scope:\n  allow: [172.16.0.0/4]\n  deny: [172.16.0.0/12]\nsystems: []\n")
+    with pytest.raises(InputError) as err:
+        load_registry(b.parent)
+    assert [(p.file, p.line) for p in err.value.problems] == [(str(b), 2)]
+    ok = write_file("ok.yaml", "scope:\n  allow: [10.20.0.0/16, gov.example.cn]\n  deny: [10.20.9.0/24]\nsystems: []\n")
+    assert main(["registry", "validate", str(ok)]) == 0
+    assert "scope: 65,280 IPv4 + 0 IPv6 addresses, 1 DNS suffix, 0 registered" in capsys.readouterr().out

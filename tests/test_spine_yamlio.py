@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from sentinel.cli.main import main
 from sentinel.errors import InputError
-from sentinel.yamlio import MAX_BYTES, LineDict, line_of, load_yaml_file, load_yaml_text
+from sentinel.yamlio import MAX_BYTES, MAX_DEPTH, LineDict, line_of, load_yaml_file, load_yaml_text
 
 
 def test_lines_are_tracked_for_keys_and_items() -> None:
@@ -58,3 +59,59 @@ def test_oversized_and_undecodable_files(tmp_path: Path) -> None:
         load_yaml_file(binary)
     with pytest.raises(InputError, match="cannot read"):
         load_yaml_file(tmp_path / "absent.yaml")
+
+
+def test_nul_byte_is_a_located_problem_not_a_traceback(tmp_path: Path) -> None:
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(b"scope:\n  allow: [10.0.0.0/8]\nsystems: []\x00\n")
+    with pytest.raises(InputError) as err:
+        load_yaml_file(nul)
+    (problem,) = err.value.problems
+    assert (problem.file, problem.line) == (str(nul), 3)
+    assert "#x0000" in problem.message and "not allowed" in problem.message
+
+
+def test_deep_nesting_is_refused_with_its_line() -> None:
+    for opener, closer in (("[", "]"), ("{a: ", "}")):
+        text = "ok: 1\nnested: " + opener * 5000 + closer * 5000 + "\n"
+        with pytest.raises(InputError) as err:
+            load_yaml_text(text, "deep.yaml")
+        (problem,) = err.value.problems
+        assert (problem.file, problem.line) == ("deep.yaml", 2)
+        assert f"more than {MAX_DEPTH} levels" in problem.message
+    block = "".join("  " * i + f"k{i}:\n" for i in range(MAX_DEPTH + 1)) + "  " * (MAX_DEPTH + 1) + "leaf: 1\n"
+    with pytest.raises(InputError) as err:
+        load_yaml_text(block, "block.yaml")
+    assert err.value.problems[0].line == MAX_DEPTH + 1
+    # the limit itself still loads, so ordinary files are unaffected
+    ok = load_yaml_text("x: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n", "ok.yaml")
+    assert isinstance(ok["x"], list)
+
+
+def test_every_yaml_entry_point_refuses_deep_and_nul_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Registry, settings and rules all read through yamlio: exit 2 with FILE:LINE, no traceback."""
+    levels = 3000
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("scope: {allow: [10.0.0.0/8]}\nsystems: " + "[" * 5000 + "]" * 5000 + "\n")
+    settings = tmp_path / "sentinel.yaml"
+    settings.write_text("collectors: " + "{a: " * levels + "1" + "}" * levels + "\n")
+    rules = tmp_path / "rules" / "x"
+    rules.mkdir(parents=True)
+    condition = "{not: " * levels + "{field: a, op: eq, value: 1}" + "}" * levels
+    (rules / "deep_rule.yaml").write_text(
+        "id: deep_rule\ntitle: t\ndescription: d\nseverity: low\ncategory: exposure\nobservation: banner\n"
+        f"condition: {condition}\nremediation: r\n"
+    )
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(b"collectors: {}\x00\n")
+    cases = [
+        (["registry", "validate", str(registry)], f"{registry}:2:"),
+        (["config", "show", "--config", str(settings)], f"{settings}:1:"),
+        (["rules", "lint", str(rules)], f"{rules / 'deep_rule.yaml'}:7:"),
+        (["config", "show", "--config", str(nul)], f"{nul}:1:"),
+        (["registry", "validate", str(nul)], f"{nul}:1:"),
+    ]
+    for argv, where in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert where in err and "Traceback" not in err, (argv, err)

@@ -5,6 +5,16 @@ connected to once; the greeting is read (bounded in bytes and time), Telnet opti
 so the login banner arrives, and product/version are matched against the known-vulnerable
 catalogue. Nothing is sent beyond Telnet refusals and a protocol goodbye (QUIT / LOGOUT).
 Declared web ports get one `HEAD /`, for the product and version in `Server` / `X-Powered-By`.
+
+Only a greeting that parses names a service: bytes of no known protocol are `unidentified` (no
+login-service or version claim), and a port that accepts but never speaks is an error observation
+(`timeout`, or `protocol` when it hung up: nothing was observed, so rules reading it stay unknown).
+
+Fields: address, reachable, service (ssh, ftp, smtp, pop3, imap, telnet, http, https or `unidentified`),
+banner (bounded; for `unidentified` the escaped bytes), banner_bytes, product, version, version_disclosed,
+cleartext_login, tls, method, protocol facts (ssh.protocol, ftp.code, telnet.options ...), the catalogue's
+vulnerable / vulnerable_count / cves when a version is known; `unidentified` carries expected_service
+(the port's usual service) instead of any product, version or login claim.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from sentinel.collectors.protocols.greeting import (
     CLEARTEXT_LOGIN,
     IMPLICIT_TLS_PORTS,
     SERVICE_BY_PORT,
+    UNIDENTIFIED,
     parse_greeting,
     reply_code,
     reply_complete,
@@ -32,7 +43,7 @@ from sentinel.collectors.protocols.http_head import (
     parse_head,
     product_version,
 )
-from sentinel.collectors.protocols.telnet import TelnetParser
+from sentinel.collectors.protocols.telnet import IAC, TelnetParser
 from sentinel.collectors.service_common import (
     close_stream,
     connect_error_kind,
@@ -104,7 +115,7 @@ class BannerProbe(Probe):
         if port in HTTP_PORTS:
             return await self._http_server(job, net, address, port, (reader, writer))
         try:
-            raw, telnet = await self._read_greeting(reader, writer)
+            raw, telnet, closed = await self._read_greeting(reader, writer)
         except (OSError, TimeoutError) as exc:
             await close_stream(writer)
             return service_observation(
@@ -115,8 +126,46 @@ class BannerProbe(Probe):
                 {"address": address, "service": expected, "error_kind": "protocol"},
                 error=f"{host_port(job.host, port)}: connection failed while reading the greeting: {exc}"[:300],
             )
-        greeting = parse_greeting(port, bytes(telnet.text) if telnet.negotiated else raw, telnet.options)
+        if not raw:
+            # Silence proves nothing (not "no version", not "no login service"): could not observe.
+            await close_stream(writer)
+            why = "closed the connection" if closed else f"sent nothing in {self.settings.connect_timeout:g} s"
+            return service_observation(
+                self.kind,
+                self.name,
+                job,
+                port,
+                {
+                    "address": address,
+                    "service": expected,
+                    "reachable": True,
+                    "error_kind": "protocol" if closed else "timeout",
+                },
+                error=f"{host_port(job.host, port)}: accepted the connection but {why}; no greeting to judge",
+            )
+        if telnet is not None and telnet.well_formed:
+            greeting = parse_greeting(port, bytes(telnet.text), telnet.options)
+        else:
+            greeting = parse_greeting(port, raw)
         await close_stream(writer, _GOODBYE.get(greeting.service, b""))
+        if greeting.service == UNIDENTIFIED:
+            # what was sent, and nothing more: no service, version or login claim for rules to read
+            return service_observation(
+                self.kind,
+                self.name,
+                job,
+                port,
+                {
+                    "address": address,
+                    "reachable": True,
+                    "service": UNIDENTIFIED,
+                    "expected_service": expected,
+                    "banner": greeting.banner,
+                    "banner_bytes": len(raw),
+                    "tls": tls,
+                    "method": "banner-grab",
+                },
+            )
         data: dict[str, Any] = {
             "address": address,
             "reachable": True,
@@ -129,9 +178,8 @@ class BannerProbe(Probe):
             "tls": tls,
             "method": "banner-grab",
             **dict(greeting.facts),
+            "cleartext_login": greeting.service in CLEARTEXT_LOGIN,
         }
-        if raw:  # a silent port proves no protocol, so it is not called a login service either way
-            data["cleartext_login"] = greeting.service in CLEARTEXT_LOGIN
         return self._judged(job, port, data)
 
     async def _http_server(
@@ -193,30 +241,38 @@ class BannerProbe(Probe):
 
     async def _read_greeting(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[bytes, TelnetParser]:
+    ) -> tuple[bytes, TelnetParser | None, bool]:
+        """(bytes read, the Telnet parser if the stream opened with IAC, whether the peer closed)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.connect_timeout
         raw = bytearray()
-        telnet = TelnetParser()
+        telnet: TelnetParser | None = None
         while len(raw) < MAX_GREETING_BYTES:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            wait = min(remaining, IDLE_GAP) if telnet.negotiated and telnet.text.strip() else remaining
+            speaking = telnet is not None and telnet.negotiated and telnet.text.strip()
+            wait = min(remaining, IDLE_GAP) if speaking else remaining
             try:
                 chunk = await asyncio.wait_for(reader.read(MAX_GREETING_BYTES - len(raw)), wait)
             except TimeoutError:
                 break
             if not chunk:
-                break
+                return bytes(raw), telnet, True
+            if not raw and chunk[0] == IAC:
+                # a Telnet server negotiates first; 0xFF later in another stream is data, never answered
+                telnet = TelnetParser()
             raw += chunk
-            refusals = telnet.feed(chunk)
-            if refusals:
-                writer.write(refusals)
-                await asyncio.wait_for(writer.drain(), remaining)
-            elif not telnet.negotiated and _greeting_complete(bytes(raw)):
+            if telnet is not None:
+                refusals = telnet.feed(chunk)
+                if telnet.invalid:  # not Telnet after all: stop answering, the bytes are judged as they are
+                    break
+                if refusals:
+                    writer.write(refusals)
+                    await asyncio.wait_for(writer.drain(), remaining)
+            elif _greeting_complete(bytes(raw)):
                 break
-        return bytes(raw), telnet
+        return bytes(raw), telnet, False
 
     def _closed(self, job: ProbeJob, address: str, port: int, service: str) -> Observation:
         data: dict[str, Any] = {

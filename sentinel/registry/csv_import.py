@@ -1,19 +1,100 @@
-"""Turn the spreadsheet owners keep (CSV, English or Chinese headers) into registry YAML."""
+"""Turn the spreadsheet owners keep (CSV, English or Chinese headers) into registry YAML.
+
+The CSV is streamed: one row at a time is read, validated with the registry's own models and written
+to a spooled temporary file, so memory stays flat whatever the file size (a 50 MB export used to
+grow past 8 GB). Limits on bytes and rows refuse runaway inputs with a message naming the flag.
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import ipaddress
+import json
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
+from pydantic import ValidationError
 
 from sentinel.errors import InputError, Problem
 from sentinel.registry.loader import build_registry
-from sentinel.registry.models import is_ip
-from sentinel.yamlio import load_yaml_text
+from sentinel.registry.models import System, is_ip
+from sentinel.registry.scope import Scope
+from sentinel.yamlio import validation_problems
+
+#: defaults of `registry import --max-bytes / --max-rows`: far above a city's ~1,400 systems
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_ROWS = 100_000
+#: problems kept before the rest are only counted (a broken export could otherwise hold millions)
+MAX_PROBLEMS = 500
+#: rows between two progress callbacks
+PROGRESS_EVERY = 2_000
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+#: a string that YAML reads back as the same string when written plain: starts with a letter, holds no
+#: indicator that could start a comment, a mapping value, a flow collection, an alias or a tag
+_TEXT = "\\u00a0-\\u2027\\u202a-\\ud7ff\\ue000-\\ufefe\\uff00-\\ufffd"  # printable non-ASCII, no BOM or line separators
+_PLAIN = re.compile(rf"[A-Za-z{_TEXT}](?:[\w.@/+(){_TEXT}-]|:(?=[^ ])| (?=[^ #]))*")
+#: plain words a YAML 1.1 loader would turn into booleans or null
+_RESERVED = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
+#: characters YAML forbids raw in a file; escaped inside double quotes instead
+_UNPRINTABLE = re.compile(
+    "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\x85\ufeff\u2028\u2029]"
+)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if _PLAIN.fullmatch(text) and text.lower() not in _RESERVED:
+        return text
+    quoted = json.dumps(text, ensure_ascii=False)  # JSON escapes are a subset of YAML double-quoted ones
+    return _UNPRINTABLE.sub(
+        lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) < 0x10000 else f"\\U{ord(m.group()):08x}", quoted
+    )
+
+
+def _emit(value: Any, indent: str, out: list[str]) -> None:
+    """Block YAML for the dicts, lists and scalars of one system (what yaml.dump writes, ~10x faster)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                out.append(f"{indent}{_scalar(key)}:\n")
+                _emit(item, indent + "  " if isinstance(item, dict) else indent, out)
+            else:
+                out.append(f"{indent}{_scalar(key)}: {_value(item)}\n")
+    else:
+        for item in value:
+            if isinstance(item, dict | list) and item:
+                inner: list[str] = []
+                _emit(item, indent + "  ", inner)
+                inner[0] = indent + "- " + inner[0][len(indent) + 2 :]
+                out.extend(inner)
+            else:
+                out.append(f"{indent}- {_value(item)}\n")
+
+
+def _value(item: Any) -> str:
+    if isinstance(item, dict | list):
+        return "{}" if isinstance(item, dict) else "[]"
+    return _scalar(item)
+
+
+def emit_item(system: dict[str, Any]) -> str:
+    """One system as an item of the registry's `systems:` list."""
+    out: list[str] = []
+    _emit([system], "", out)
+    return "".join(out)
+
 
 #: column name (lowercased) -> registry field; Chinese headers as found in 备案 spreadsheets
 HEADERS = {
@@ -126,14 +207,64 @@ def _row_to_system(row: dict[str, str], line: int, filename: str, problems: list
     return system
 
 
-def csv_to_registry(text: str, filename: str, scope: list[str] | None = None) -> str:
-    """Registry YAML for the CSV text; validated with the same rules as any registry (errors name CSV lines)."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    if not reader.fieldnames:
-        raise InputError([Problem(filename, 1, "empty CSV: no header row")])
+@dataclass(frozen=True)
+class ImportLimits:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_rows: int = DEFAULT_MAX_ROWS
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    systems: int
+    output_bytes: int
+
+
+#: (bytes read so far, rows read so far); called every PROGRESS_EVERY rows and once at the end
+ProgressCallback = Callable[[int, int], None]
+
+
+class _Counting(io.RawIOBase):
+    """A binary file that counts the bytes read through it (for progress and the byte limit)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read_so_far(self) -> int:
+        return self.count
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.count += n or 0
+        return int(n or 0)
+
+
+class _Problems:
+    """Every problem up to MAX_PROBLEMS, then only a count."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.kept: list[Problem] = []
+        self.dropped = 0
+
+    def add(self, problem: Problem) -> None:
+        if len(self.kept) < MAX_PROBLEMS:
+            self.kept.append(problem)
+        else:
+            self.dropped += 1
+
+    def all(self) -> list[Problem]:
+        extra = [Problem(self.filename, None, f"... and {self.dropped} more problems")] if self.dropped else []
+        return [*self.kept, *extra]
+
+
+def _header_mapping(fieldnames: list[str], filename: str) -> dict[str, str]:
     mapping: dict[str, str] = {}
     problems: list[Problem] = []
-    for header in reader.fieldnames:
+    for header in fieldnames:
         key = HEADERS.get(header.strip().lower())
         if key is None:
             problems.append(
@@ -146,61 +277,185 @@ def csv_to_registry(text: str, filename: str, scope: list[str] | None = None) ->
         problems.append(Problem(filename, 1, f"missing column(s): {', '.join(sorted(missing))}"))
     if problems:
         raise InputError(problems)
-    systems: list[dict[str, Any]] = []
-    lines: list[int] = []
-    for row in reader:
+    return mapping
+
+
+def _convert(
+    lines: Iterator[str],
+    filename: str,
+    scope: list[str] | None,
+    limits: ImportLimits,
+    systems_out: IO[str],
+    progress: ProgressCallback | None = None,
+    bytes_read: Callable[[], int] = lambda: 0,
+) -> tuple[list[str], int]:
+    """Validate each CSV row and write it to `systems_out` as YAML list items; return (the scope's allow list,
+    the number of systems).
+    Raises InputError with every problem (CSV lines) if anything is wrong."""
+    reader = csv.DictReader(lines)
+    problems = _Problems(filename)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise InputError([Problem(filename, 1, f"not a readable CSV header: {exc}")]) from None
+    if not fieldnames:
+        raise InputError([Problem(filename, 1, "empty CSV: no header row")])
+    mapping = _header_mapping(list(fieldnames), filename)
+    given = Scope(allow=scope) if scope else None
+    seen: dict[str, int] = {}
+    inferred: dict[str, None] = {}  # insertion-ordered set
+    rows = written = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # line_num counts the lines of complete records; the broken one starts on the next line
+            problems.add(Problem(filename, reader.line_num + 1, f"CSV error: {exc}"))
+            break  # the reader cannot resynchronise reliably after a malformed record
         line = reader.line_num
-        values = {mapping[k]: (v or "").strip() for k, v in row.items() if k in mapping}
+        rows += 1
+        if rows > limits.max_rows:
+            raise InputError(
+                [
+                    *problems.all(),
+                    Problem(
+                        filename,
+                        line,
+                        f"more than {limits.max_rows:,} rows; refusing to import (raise --max-rows if you mean it)",
+                    ),
+                ]
+            )
+        if bytes_read() > limits.max_bytes:
+            raise InputError([Problem(filename, line, f"more than {limits.max_bytes:,} bytes read; raise --max-bytes")])
+        if progress is not None and rows % PROGRESS_EVERY == 0:
+            progress(bytes_read(), rows)
+        values = {mapping[k]: (v or "").strip() for k, v in row.items() if k in mapping and isinstance(v, str)}
         if not any(values.values()):
             continue
-        systems.append(_row_to_system(values, line, filename, problems))
-        lines.append(line)
-    allow = scope or _inferred_scope(systems)
-    doc = {"scope": {"allow": allow}, "systems": systems}
-    out = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120)
-    # Validate through the real loader, then map YAML lines back to CSV lines.
-    try:
-        build_registry([(filename, load_yaml_text(out, filename))])
-    except InputError as exc:
-        for p in exc.problems:
-            problems.append(Problem(filename, _csv_line(out, p.line, lines), p.message))
-    if problems:
-        raise InputError(problems)
-    return out
-
-
-def _csv_line(yaml_text: str, yaml_line: int | None, csv_lines: list[int]) -> int | None:
-    if yaml_line is None:
-        return None
-    starts = [i + 1 for i, ln in enumerate(yaml_text.splitlines()) if ln.startswith("- id:")]
-    index = sum(1 for s in starts if s <= yaml_line) - 1
-    return csv_lines[index] if 0 <= index < len(csv_lines) else 1
-
-
-def _inferred_scope(systems: list[dict[str, Any]]) -> list[str]:
-    """The narrowest scope: each listed address as a host route, each URL host name exactly."""
-    from urllib.parse import urlsplit
-
-    allow: list[str] = []
-    for s in systems:
-        for ep in s.get("endpoints", []):
-            host = ep.get("host") or urlsplit(ep.get("url", "")).hostname or ""
-            if not host:
-                continue
-            entry = str(ipaddress.ip_network(host)) if is_ip(host) else host
-            if entry not in allow:
-                allow.append(entry)
-    return allow
-
-
-def import_csv(path: Path, scope: list[str] | None = None) -> str:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
+        row_problems: list[Problem] = []
+        system = _row_to_system(values, line, filename, row_problems)
+        for problem in row_problems:
+            problems.add(problem)
         try:
-            text = path.read_text(encoding="gb18030")  # spreadsheets saved by Chinese Excel
-        except UnicodeDecodeError as exc:
-            raise InputError([Problem(str(path), None, f"not UTF-8 or GB18030 text: {exc.reason}")]) from None
+            model = System.model_validate(system)
+        except ValidationError as exc:
+            for problem in validation_problems(exc, system, filename):
+                problems.add(Problem(filename, line, problem.message))
+            model = None
+        sid = str(system.get("id") or "")
+        if sid in seen:
+            problems.add(
+                Problem(filename, line, f"duplicate system id '{sid}' (first defined at {filename}:{seen[sid]})")
+            )
+        elif sid:
+            seen[sid] = line
+        if model is None or row_problems:
+            continue
+        for endpoint in model.endpoints:
+            host = endpoint.hostname
+            if given is not None and not given.allows_host(host):
+                problems.add(
+                    Problem(
+                        filename, line, f"system '{model.id}': endpoint host '{host}' is outside the declared scope"
+                    )
+                )
+            elif given is None:
+                inferred[str(ipaddress.ip_network(host)) if is_ip(host) else host] = None
+        if not problems.kept:  # once anything is wrong, nothing will be written: stop spending time on YAML
+            systems_out.write(emit_item(system))
+            written += 1
+    if progress is not None:
+        progress(bytes_read(), rows)
+    allow = list(scope) if scope else list(inferred)
+    # the scope itself is checked by the registry loader's own rules (syntax, width, emptiness)
+    try:
+        build_registry([(filename, {"scope": {"allow": allow}, "systems": []})])
+    except InputError as exc:
+        for problem in exc.problems:
+            problems.add(Problem(filename, None, problem.message))
+    if problems.kept:
+        raise InputError(problems.all())
+    return allow, written
+
+
+def _assemble(allow: list[str], systems: IO[str], out: IO[str]) -> int:
+    """Write the registry document (scope first, then the systems) to `out`; return its size in bytes."""
+    head = yaml.dump({"scope": {"allow": allow}}, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=120)
+    size = len(head.encode())
+    out.write(head)
+    systems.seek(0)
+    first = systems.read(1)
+    out.write("systems:\n" if first else "systems: []\n")
+    size += len("systems:\n")
+    if first:
+        out.write(first)
+        size += len(first.encode())
+        while chunk := systems.read(1 << 16):
+            out.write(chunk)
+            size += len(chunk.encode())
+    return size
+
+
+def csv_to_registry(
+    text: str, filename: str, scope: list[str] | None = None, limits: ImportLimits | None = None
+) -> str:
+    """Registry YAML for the CSV text; validated with the same rules as any registry (errors name CSV lines)."""
+    with tempfile.SpooledTemporaryFile(mode="w+", encoding="utf-8", max_size=1 << 20) as systems:
+        allow, _ = _convert(
+            iter(io.StringIO(text.lstrip("\ufeff"), newline="")), filename, scope, limits or ImportLimits(), systems
+        )
+        out = io.StringIO()
+        _assemble(allow, systems, out)
+    return out.getvalue()
+
+
+def import_csv_to(
+    path: Path,
+    out: IO[str],
+    scope: list[str] | None = None,
+    limits: ImportLimits | None = None,
+    progress: ProgressCallback | None = None,
+) -> ImportResult:
+    """Stream the CSV at `path` into registry YAML on `out`; nothing is written unless every row is valid.
+
+    UTF-8 first; a file that is not is read again as GB18030 (what Chinese Excel saves)."""
+    limits = limits or ImportLimits()
+    filename = str(path)
+    try:
+        size = path.stat().st_size
     except OSError as exc:
-        raise InputError([Problem(str(path), None, f"cannot read file: {exc.strerror or exc}")]) from None
-    return csv_to_registry(text, str(path), scope)
+        raise InputError([Problem(filename, None, f"cannot read file: {exc.strerror or exc}")]) from None
+    if size > limits.max_bytes:
+        raise InputError(
+            [Problem(filename, None, f"file is {size:,} bytes, over the {limits.max_bytes:,}-byte limit (--max-bytes)")]
+        )
+    with tempfile.SpooledTemporaryFile(mode="w+", encoding="utf-8", max_size=1 << 20) as systems:
+        allow: list[str] | None = None
+        count = 0
+        for encoding in ("utf-8-sig", "gb18030"):
+            systems.seek(0)
+            systems.truncate()
+            try:
+                with path.open("rb") as raw:
+                    counting = _Counting(raw)
+                    text = io.TextIOWrapper(io.BufferedReader(counting), encoding=encoding, newline="")
+                    allow, count = _convert(
+                        iter(text), filename, scope, limits, systems, progress, counting.read_so_far
+                    )
+                break
+            except UnicodeDecodeError as exc:
+                if codecs.lookup(encoding).name == "gb18030":
+                    raise InputError([Problem(filename, None, f"not UTF-8 or GB18030 text: {exc.reason}")]) from None
+            except OSError as exc:
+                raise InputError([Problem(filename, None, f"cannot read file: {exc.strerror or exc}")]) from None
+        assert allow is not None
+        output_bytes = _assemble(allow, systems, out)
+    return ImportResult(systems=count, output_bytes=output_bytes)
+
+
+def import_csv(path: Path, scope: list[str] | None = None, limits: ImportLimits | None = None) -> str:
+    out = io.StringIO()
+    import_csv_to(path, out, scope, limits)
+    return out.getvalue()

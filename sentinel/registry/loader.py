@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sentinel.errors import InputError, Problem
 from sentinel.registry.models import Registry, System
-from sentinel.registry.scope import Scope
-from sentinel.yamlio import LineDict, LineList, load_yaml_file, load_yaml_text, validation_problems
+from sentinel.registry.scope import WIDEST_IPV4, WIDEST_IPV6, Scope
+from sentinel.yamlio import LineDict, LineList, line_of, load_yaml_file, load_yaml_text, validation_problems
 
 
 class RegistryHead(BaseModel):
@@ -101,8 +101,13 @@ def _raw_id(data: Any, index: int) -> str | None:
     return value.strip() if isinstance(value, str) else None
 
 
-def build_registry(parsed: list[tuple[str, Any]]) -> Registry:
-    """Validate parsed YAML documents (filename, data) into one Registry, or raise every problem."""
+def build_registry(
+    parsed: list[tuple[str, Any]], widest_v4: int = WIDEST_IPV4, widest_v6: int = WIDEST_IPV6
+) -> Registry:
+    """Validate parsed YAML documents (filename, data) into one Registry, or raise every problem.
+
+    A scope entry wider than /`widest_v4` (IPv4), /`widest_v6` (IPv6) or a whole top-level domain is refused
+    unless the same file's scope says `allow_wide: true`."""
     problems: list[Problem] = []
     files: list[tuple[str, Any, ParsedFile]] = []
     for filename, data in parsed:
@@ -110,6 +115,15 @@ def build_registry(parsed: list[tuple[str, Any]]) -> Registry:
         problems.extend(errs)
         if model is not None:
             files.append((filename, data, model))
+            if model.scope is not None:
+                for index, why in model.scope.too_wide(widest_v4, widest_v6):
+                    problems.append(
+                        Problem(
+                            filename,
+                            line_of(data, ("scope", "allow", index)),
+                            f"scope.allow: {why}; narrow it, or set 'allow_wide: true' under 'scope' if you mean it",
+                        )
+                    )
 
     scope = Scope()
     for _, _, model in files:
@@ -157,7 +171,7 @@ def build_registry(parsed: list[tuple[str, Any]]) -> Registry:
     return Registry(scope=scope, systems=tuple(systems), sources=tuple(f for f, _ in parsed))
 
 
-def load_registry(path: Path) -> Registry:
+def load_registry(path: Path, widest_v4: int = WIDEST_IPV4, widest_v6: int = WIDEST_IPV6) -> Registry:
     """Load and validate a registry file or folder."""
     problems: list[Problem] = []
     parsed: list[tuple[str, Any]] = []
@@ -169,11 +183,11 @@ def load_registry(path: Path) -> Registry:
     if problems:
         # Still validate what did parse, so the user sees every error in one run.
         try:
-            build_registry(parsed) if parsed else None
+            build_registry(parsed, widest_v4, widest_v6) if parsed else None
         except InputError as exc:
             problems.extend(p for p in exc.problems if "no 'scope.allow'" not in p.message)
         raise InputError(problems)
-    return build_registry(parsed)
+    return build_registry(parsed, widest_v4, widest_v6)
 
 
 def load_registry_text(text: str, filename: str = "<registry>") -> Registry:

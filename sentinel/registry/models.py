@@ -54,8 +54,21 @@ def is_ip(text: str) -> bool:
     return True
 
 
+def without_userinfo(url: str) -> str:
+    """The URL as safe to show in a message: any `user:password@` replaced by `***@`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
 def check_host(host: str) -> str:
     host = host.strip().strip("[]")
+    if "@" in host:  # never echoed: what precedes '@' may be a password
+        raise ValueError("a host must not carry credentials ('user:password@'); remove them from the registry")
     if is_ip(host):
         return str(ipaddress.ip_address(host))
     if not HOSTNAME.match(host):
@@ -77,15 +90,21 @@ class Endpoint(Strict):
         if value is None:
             return None
         parts = urlsplit(value)
+        shown = without_userinfo(value)  # messages never repeat a password
+        if "@" in parts.netloc:
+            # credentials would travel into targets, observations, sinks and the web view
+            raise ValueError(
+                f"'{shown}' carries credentials ('user:password@'); the registry must not hold secrets, remove them"
+            )
         if parts.scheme not in ("http", "https"):
-            raise ValueError(f"'{value}' is not an http:// or https:// URL")
+            raise ValueError(f"'{shown}' is not an http:// or https:// URL")
         if not parts.hostname:
-            raise ValueError(f"'{value}' has no host name")
+            raise ValueError(f"'{shown}' has no host name")
         check_host(parts.hostname)
         try:
             _ = parts.port
         except ValueError:
-            raise ValueError(f"'{value}' has an invalid port") from None
+            raise ValueError(f"'{shown}' has an invalid port") from None
         return value
 
     @field_validator("host")

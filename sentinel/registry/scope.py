@@ -3,17 +3,26 @@
 A host name is in scope when it ends with an allowed DNS suffix; the *address* it resolves to
 must still fall inside an allowed CIDR before anything is sent. `deny` carves holes out of
 `allow` and always wins.
+
+A registry may not allow more than `WIDEST_IPV4` / `WIDEST_IPV6` (prefix lengths) or a whole top-level
+domain unless its scope says `allow_wide: true`: `0.0.0.0/0` is almost always a mistake, and it would
+make every address on the Internet probe-able.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from functools import cached_property
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: the widest allowed network without `allow_wide: true` (prefix length): a /8 for IPv4, a /32 for IPv6
+WIDEST_IPV4 = 8
+WIDEST_IPV6 = 32
 
 
 def _is_network(text: str) -> bool:
@@ -29,6 +38,8 @@ class Scope(BaseModel):
 
     allow: list[str] = Field(default_factory=list)
     deny: list[str] = Field(default_factory=list)
+    #: the owner's explicit, reviewable override of the width limit
+    allow_wide: bool = False
 
     @field_validator("allow", "deny")
     @classmethod
@@ -90,4 +101,66 @@ class Scope(BaseModel):
         return self.allows_address(host.strip("[]"))
 
     def merged(self, other: Scope) -> Scope:
-        return Scope(allow=[*self.allow, *other.allow], deny=[*self.deny, *other.deny])
+        return Scope(
+            allow=[*self.allow, *other.allow],
+            deny=[*self.deny, *other.deny],
+            allow_wide=self.allow_wide or other.allow_wide,
+        )
+
+    def too_wide(self, widest_v4: int = WIDEST_IPV4, widest_v6: int = WIDEST_IPV6) -> list[tuple[int, str]]:
+        """(index in `allow`, why) for each entry wider than the limits; empty when `allow_wide` is set."""
+        if self.allow_wide:
+            return []
+        wide = []
+        for index, entry in enumerate(self.allow):
+            if _is_network(entry):
+                net = ipaddress.ip_network(entry, strict=False)
+                limit = widest_v4 if net.version == 4 else widest_v6
+                if net.prefixlen < limit:
+                    wide.append((index, f"'{entry}' is wider than a /{limit} ({_count(net.num_addresses)} addresses)"))
+            elif "." not in entry.strip("."):
+                wide.append((index, f"'{entry}' is a whole top-level domain"))
+        return wide
+
+    def address_count(self) -> dict[int, int]:
+        """Allowed addresses per IP version, after `deny` (overlapping entries counted once)."""
+        v4, v6 = ipaddress.IPv4Network, ipaddress.IPv6Network
+        return {
+            4: _size(
+                [n for n in self.networks if isinstance(n, v4)], [n for n in self.denied_networks if isinstance(n, v4)]
+            ),
+            6: _size(
+                [n for n in self.networks if isinstance(n, v6)], [n for n in self.denied_networks if isinstance(n, v6)]
+            ),
+        }
+
+    def describe_size(self) -> str:
+        """'65,536 IPv4 + 2^80 IPv6 addresses, 1 DNS suffix': what `registry validate` prints."""
+        counts = self.address_count()
+        suffixes = len(self.suffixes)
+        return (
+            f"{_count(counts[4])} IPv4 + {_count(counts[6])} IPv6 addresses, "
+            f"{suffixes} DNS suffix{'es' if suffixes != 1 else ''}"
+        )
+
+
+_Net = TypeVar("_Net", ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
+def _size(allow: list[_Net], deny: list[_Net]) -> int:
+    allowed = list(ipaddress.collapse_addresses(allow))
+    total = sum(n.num_addresses for n in allowed)
+    for d in ipaddress.collapse_addresses(deny):  # both sides disjoint after collapsing: each overlap counted once
+        for a in allowed:
+            if d.subnet_of(a):
+                total -= d.num_addresses
+            elif a.subnet_of(d):
+                total -= a.num_addresses
+    return total
+
+
+def _count(n: int) -> str:
+    """A count for people: grouped digits, or a power of two once it has more digits than anyone reads."""
+    if n >= 2**40 and n & (n - 1) == 0:
+        return f"2^{n.bit_length() - 1}"
+    return f"{n:,}"

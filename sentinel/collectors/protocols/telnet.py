@@ -37,6 +37,8 @@ class TelnetParser:
 
     text: bytearray = field(default_factory=bytearray)
     options: list[str] = field(default_factory=list)
+    #: IAC followed by a byte that is no Telnet command: the peer is not speaking Telnet
+    invalid: int = 0
     _pending: bytes = b""
     _in_subnegotiation: bool = False
 
@@ -85,9 +87,16 @@ class TelnetParser:
                 self._in_subnegotiation = True
                 i += 2
             else:  # NOP, GA, AYT and friends carry no option
+                if cmd < SE:
+                    self.invalid += 1
                 i += 2
         return bytes(reply)
 
     @property
     def negotiated(self) -> bool:
         return bool(self.options)
+
+    @property
+    def well_formed(self) -> bool:
+        """Negotiated, with no command that Telnet does not have."""
+        return self.negotiated and not self.invalid

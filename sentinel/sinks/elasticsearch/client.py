@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -9,8 +10,28 @@ from elasticsearch import Elasticsearch
 from sentinel.errors import InputError, Problem
 from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings
 
+#: per-request node-health lines of the transport; the shipper logs outages itself, once and then per minute
+_NODE_HEALTH = frozenset(
+    {
+        "Node %r has failed for %i times in a row, putting on %i second timeout",
+        "Node %r has been marked alive after a successful request",
+    }
+)
+
+
+class _NodeHealthFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in _NODE_HEALTH
+
+
+def _quiet_node_pool() -> None:
+    pool = logging.getLogger("elastic_transport.node_pool")
+    if not any(isinstance(f, _NodeHealthFilter) for f in pool.filters):
+        pool.addFilter(_NodeHealthFilter())
+
 
 def build_client(es: ElasticsearchSettings) -> Elasticsearch:
+    _quiet_node_pool()
     kwargs: dict[str, Any] = {
         "request_timeout": es.request_timeout,
         # The shipper decides what is retried and when; a transport retry would resend a whole batch blindly.

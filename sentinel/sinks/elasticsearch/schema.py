@@ -40,6 +40,15 @@ OUTBOX: list[list[str]] = [
         )""",
         "CREATE TABLE es_outbox_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     ],
+    # 2: the ongoing outage, if any, so that it is logged once and then summarised, across shipper instances
+    [
+        """CREATE TABLE es_outage (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            since REAL NOT NULL,
+            reason TEXT NOT NULL,
+            reported_at REAL NOT NULL
+        )""",
+    ],
 ]
 
 

@@ -4,6 +4,11 @@
 429, 5xx, no answer: kept, retried after exponential backoff with jitter. 400/404: moved to the dead-letter
 table with the reason. Each batch's outcome is committed in one transaction, so succeeded rows are
 deleted before anything is retried, and a crash resends at most one batch (which then answers 409).
+
+An outage is logged as state changes, not per attempt (an outage used to write ~1,550 warnings a minute):
+once when the cluster stops answering, a summary every `OUTAGE_SUMMARY_EVERY` seconds (documents queued,
+age of the oldest), and once when it answers again. The outage is kept in the store (`es_outage`), because
+the monitor builds a new Shipper for every drain.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from sentinel.store import SqliteStore
 log = logging.getLogger(__name__)
 
 MAX_REASON = 500
+#: seconds between two log lines about the same ongoing outage
+OUTAGE_SUMMARY_EVERY = 60.0
 
 
 @dataclass
@@ -126,6 +133,54 @@ class Shipper:
             }
         return {"_op_type": "create", "_index": index, "_id": row.doc_id, "_source": row.body}
 
+    # -- outage state -----------------------------------------------------------------------------
+    def _outage(self) -> tuple[float, str, float] | None:
+        row = self.store.connection.execute("SELECT since, reason, reported_at FROM es_outage WHERE id = 1").fetchone()
+        return (float(row[0]), str(row[1]), float(row[2])) if row else None
+
+    def outage_ongoing(self) -> bool:
+        return self._outage() is not None
+
+    def _queue(self, now: float) -> tuple[int, float]:
+        depth, oldest = self.store.connection.execute("SELECT COUNT(*), MIN(enqueued_at) FROM es_outbox").fetchone()
+        return int(depth), max(0.0, now - float(oldest)) if oldest is not None else 0.0
+
+    def _unreachable(self, reason: str, now: float) -> None:
+        outage = self._outage()
+        if outage is None:
+            log.warning("Elasticsearch became unreachable: %s; documents stay queued in the outbox", reason)
+            with self.store.transaction() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO es_outage (id, since, reason, reported_at) VALUES (1, ?, ?, ?)",
+                    (now, reason, now),
+                )
+            return
+        since, _, reported_at = outage
+        if now - reported_at < OUTAGE_SUMMARY_EVERY:
+            return
+        depth, oldest = self._queue(now)
+        log.warning(
+            "Elasticsearch unreachable for %s: %d documents queued, the oldest %s old (%s)",
+            _duration(now - since),
+            depth,
+            _duration(oldest),
+            reason,
+        )
+        with self.store.transaction() as db:
+            db.execute("UPDATE es_outage SET reason = ?, reported_at = ? WHERE id = 1", (reason, now))
+
+    def _reachable(self, now: float) -> None:
+        outage = self._outage()
+        if outage is None:
+            return
+        depth, _ = self._queue(now)
+        # WARNING like the outage itself, so a log filtered to warnings also shows that it ended
+        log.warning(
+            "Elasticsearch reachable again after %s; shipping %d queued documents", _duration(now - outage[0]), depth
+        )
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM es_outage")
+
     # -- one batch ------------------------------------------------------------------------------
     def _send(self, rows: list[_Row]) -> Iterator[tuple[int, str]]:
         """(status, reason) per row, in order; stops early if the cluster cannot be reached."""
@@ -185,6 +240,11 @@ class Shipper:
                 retry.append((attempts, now + self.backoff(attempts, draw), f"{status}: {reason}", row.seq))
                 deltas["retried_total"] += 1
                 report.last_error = unreachable or f"status {status}: {reason}"
+        # before this batch's outcome is committed, so a recovery line counts the documents it is about to ship
+        if unreachable is not None and not outcomes:
+            self._unreachable(unreachable, now)
+        elif outcomes:
+            self._reachable(now)
         with self.store.transaction() as db:
             db.executemany("DELETE FROM es_outbox WHERE seq = ?", done)
             if dead:
@@ -229,10 +289,20 @@ class Shipper:
             if self.clock() >= deadline and next_due > deadline:
                 break
         report.remaining = int(self.store.connection.execute("SELECT COUNT(*) FROM es_outbox").fetchone()[0])
-        if report.remaining and report.last_error:
+        # during an outage the outage lines say it all; this line is for other retryable failures (429, 401 ...)
+        if report.remaining and report.last_error and not self.outage_ongoing():
             log.warning(
                 "elasticsearch shipping incomplete: %d documents kept in the outbox (%s)",
                 report.remaining,
                 report.last_error,
             )
         return report
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.5 h': how long, for people."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
