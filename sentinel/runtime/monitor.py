@@ -226,8 +226,10 @@ class Monitor:
             report = Shipper(store, build_client(es), es).drain(
                 timeout=settings.run.ship_every, stop=self.stopping.is_set
             )
-            if report.remaining:
-                log.warning("Elasticsearch outbox: %d documents still queued", report.remaining)
+            # Failures are the shipper's to log (an outage once, then a summary a minute); a backlog that
+            # simply did not fit in this drain is news, not a warning.
+            if report.remaining and not report.last_error:
+                log.info("Elasticsearch outbox: %d documents still queued", report.remaining)
         except Exception as exc:  # a dead cluster must never stop the monitor; the outbox keeps everything
             log.warning("shipping to Elasticsearch failed: %s", exc)
         finally:
