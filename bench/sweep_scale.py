@@ -8,7 +8,9 @@ neighbour table holds one entry, not 1,354). Wildcard listeners serve every addr
 TCP ports, HTTP on 80 and HTTPS on 443. nftables makes some ports filtered on some systems and some systems
 "down" (every packet dropped). The sweep runs `Sentinel(settings).sweep()` with ICMP, TCP ports (high-risk +
 declared), HTTP and TLS probes; a second, port-only sweep and `nmap -sS -T4` over the same hosts and ports
-give comparable port-probe rates. Everything is torn down afterwards, and each stage is bounded in time.
+give comparable port-probe rates. Right after the full sweep, `ping -c 3` and `curl -w '%{time_total}'` on a
+sample of the same hosts and URLs give reference timings, printed beside the sweep's median ICMP `rtt_ms` and
+HTTP `latency_ms` on that sample. Everything is torn down afterwards, and each stage is bounded in time.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import argparse
 import asyncio
 import ipaddress
 import os
+import random
+import re
 import resource
 import shutil
 import signal
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +47,7 @@ OPEN_PORTS = (22, 80, 443, 3306)
 FILTERED_PORTS = (3389, 8080)
 DECLARED_PORTS = (22, 8080)
 BENCH_DEADLINE_S = 480
+TIMING_SAMPLE = 40
 
 
 @dataclass
@@ -197,6 +203,9 @@ async def sentinel_sweep(
         per_target_burst=64.0,
         per_target_concurrency=64,
         global_rate=200_000.0,
+        per_target_packet_rate=1000.0,  # raw probes (SYN, echo) have their own budget
+        per_target_packet_burst=64.0,
+        global_packet_rate=200_000.0,
         max_connections=512,
         max_jobs=256,
     )
@@ -212,6 +221,14 @@ async def sentinel_sweep(
     obs = outcome.observations
     ports = [o for o in obs if o.kind == "port"]
     stats = {
+        "icmp_rtt_ms": {
+            str(o.data["address"]): o.data["rtt_ms"] for o in obs if o.kind == "icmp" and o.data.get("rtt_ms")
+        },
+        "http_latency_ms": {
+            str(o.data.get("url") or o.target): o.data["latency_ms"]
+            for o in obs
+            if o.kind == "http" and o.data.get("latency_ms") is not None
+        },
         "observations": len(obs),
         "errors": sum(1 for o in obs if o.status.value == "error"),
         "port_probes": len(ports),
@@ -225,6 +242,50 @@ async def sentinel_sweep(
         "error_kinds": dict(Counter(f"{o.kind}:{o.data.get('error_kind')}" for o in obs if o.status.value == "error")),
     }
     return took, stats
+
+
+def ping_median_ms(address: str) -> float | None:
+    """The median of `ping -c 3` round trips to one address (None if it did not answer)."""
+    args = ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", address]
+    out = subprocess.run(args, check=False, capture_output=True, text=True, timeout=30).stdout
+    times = [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
+    return statistics.median(times) if times else None
+
+
+def curl_ms(url: str) -> float | None:
+    """`curl -w '%{time_total}'` for one URL, in ms (None if the fetch failed)."""
+    args = ["curl", "-sk", "-o", "/dev/null", "--max-time", "10", "-w", "%{time_total}", url]
+    done = subprocess.run(args, check=False, capture_output=True, text=True, timeout=30)
+    return float(done.stdout) * 1000 if done.returncode == 0 and done.stdout else None
+
+
+def timing_comparison(stats: dict[str, Any], sample: int = TIMING_SAMPLE) -> list[str]:
+    """Median Sentinel ICMP / HTTP timings beside ping's and curl's on a sample of the same hosts and URLs."""
+    lines = []
+    rng = random.Random(11)
+    rtts: dict[str, float] = stats["icmp_rtt_ms"]
+    if rtts and shutil.which("ping"):
+        hosts = rng.sample(sorted(rtts), min(sample, len(rtts)))
+        pings = {h: p for h in hosts if (p := ping_median_ms(h)) is not None}
+        both = sorted(pings)
+        ours = statistics.median(rtts[h] for h in both) if both else float("nan")
+        theirs = statistics.median(pings.values()) if both else float("nan")
+        lines.append(
+            f"ICMP rtt median on {len(both)} sampled hosts: sentinel {ours:.3f} ms, ping -c 3 {theirs:.3f} ms "
+            f"(difference {ours - theirs:+.3f} ms; target: within 1 ms)"
+        )
+    latencies: dict[str, float] = stats["http_latency_ms"]
+    if latencies and shutil.which("curl"):
+        urls = rng.sample(sorted(latencies), min(sample, len(latencies)))
+        curls = {u: c for u in urls if (c := curl_ms(u)) is not None}
+        both = sorted(curls)
+        ours = statistics.median(latencies[u] for u in both) if both else float("nan")
+        theirs = statistics.median(curls.values()) if both else float("nan")
+        lines.append(
+            f"HTTP latency median on {len(both)} sampled URLs: sentinel {ours:.1f} ms, curl time_total {theirs:.1f} ms "
+            f"(ratio {ours / theirs if theirs else float('nan'):.2f}x; target: within 2x)"
+        )
+    return lines
 
 
 @contextmanager
@@ -267,10 +328,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         took, stats = asyncio.run(sentinel_sweep(estate, ["icmp", "tcp_ports", "http", "tls"], folder / "full.db"))
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        timings = timing_comparison(stats)
+        counts = {k: v for k, v in stats.items() if k not in ("icmp_rtt_ms", "http_latency_ms")}
         print(
             f"full sweep (icmp, tcp_ports, http, tls): {took:.1f} s, {stats['probes']} probes = "
-            f"{stats['probes'] / took:,.0f} probes/s, {stats}"
+            f"{stats['probes'] / took:,.0f} probes/s, {counts}"
         )
+        for line in timings:
+            print(line)
         print(f"peak RSS after full sweep: {rss_mb:.0f} MB")
         ptook, pstats = asyncio.run(sentinel_sweep(estate, ["tcp_ports"], folder / "ports.db"))
         rate = pstats["port_probes"] / ptook

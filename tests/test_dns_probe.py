@@ -203,3 +203,25 @@ def test_resolv_conf_parsing(tmp_path: Path) -> None:
     conf.write_text("# comment\nnameserver 10.0.0.53\nnameserver fe80::1%eth0\nnameserver bogus\nsearch x\n")
     assert system_resolvers(conf) == ["10.0.0.53", "fe80::1"]
     assert system_resolvers(tmp_path / "missing") == []
+
+
+def test_resolve_ms_excludes_the_rate_limiter_wait(lab: NetnsLab) -> None:
+    """resolve_ms is the A exchange alone: a job that queued for the resolver's rate limit does not count the wait."""
+    slow = SETTINGS.model_copy(update={"per_target_rate": 8.0, "per_target_burst": 1.0})
+    registry = Registry(scope=SCOPE, systems=SYSTEMS)
+    probe = DnsProbe(slow, resolvers=[TRUE_DNS])
+
+    async def go() -> tuple[list[Observation], float]:
+        net = ScopedNetwork(registry.scope, slow)
+        jobs = [PlannedJob(probe, job) for system in SYSTEMS for job in probe.plan(system)]
+        start = time.perf_counter()
+        batches = await asyncio.gather(*(run_job(job, net, 30.0) for job in jobs))
+        took = time.perf_counter() - start
+        await net.close()
+        return [o for batch in batches for o in batch], took
+
+    observations, took = asyncio.run(go())
+    timings = {o.target: o.data["resolve_ms"] for o in observations}
+    assert len(timings) == 5 and all(o.status.value == "ok" for o in observations)
+    assert took > 1.0  # positive control: at 8 questions/s the jobs really queued for admission
+    assert max(timings.values()) < 60, f"resolve_ms counts the limiter's wait: {timings}"

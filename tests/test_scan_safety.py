@@ -183,7 +183,8 @@ async def test_achieved_per_target_rate_stays_within_the_configured_rate(
     lab: tuple[NetnsLab, Host, Host], tmp_path: Path
 ) -> None:
     rate, ports = 25.0, list(range(2000, 2040))
-    settings = FAST.model_copy(update={"per_target_rate": rate, "per_target_burst": 1.0, "retries": 0})
+    # SYNs are raw packets: the packet budget paces them (connections have their own per_target_rate)
+    settings = FAST.model_copy(update={"per_target_packet_rate": rate, "per_target_packet_burst": 1.0, "retries": 0})
     net = ScopedNetwork(
         load_registry(write_registry(tmp_path / "r.yaml", [{"endpoints": [{"host": IN_V4}]}])).scope, settings
     )

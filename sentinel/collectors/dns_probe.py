@@ -122,9 +122,7 @@ class DnsProbe(Probe):
     async def _addresses(self, net: ScopedNetwork, resolver: str, name: str) -> dict[str, Any] | str:
         """{rcode, a, aaaa, ms} from one resolver, or the reason it failed."""
         try:
-            t0 = time.perf_counter()
-            a = await self._ask(net, resolver, name, "A")
-            ms = (time.perf_counter() - t0) * 1000
+            a, ms = await self._ask_timed(net, resolver, name, "A")
             aaaa = await self._ask(net, resolver, name, "AAAA")
         except TimeoutError:
             return "timed out"
@@ -207,23 +205,30 @@ class DnsProbe(Probe):
 
     # -- transport ------------------------------------------------------------------------------
     async def _ask(self, net: ScopedNetwork, resolver: str, name: str, rdtype: str) -> Answer:
-        """One question over UDP (retried on silence), again over TCP if the answer was truncated."""
+        return (await self._ask_timed(net, resolver, name, rdtype))[0]
+
+    async def _ask_timed(self, net: ScopedNetwork, resolver: str, name: str, rdtype: str) -> tuple[Answer, float]:
+        """One question over UDP (retried on silence), again over TCP if the answer was truncated; with the
+        milliseconds the answering exchange took, measured after admission (never the rate limiter's wait)."""
         query = build_query(name, rdtype)
         wire = query.to_wire()
         for attempt in range(1 + self.settings.retries):
             try:
-                raw = await net.udp_exchange(resolver, 53, wire, self.settings.connect_timeout)
+                raw, ms = await net.udp_exchange_timed(resolver, 53, wire, self.settings.connect_timeout)
                 break
             except TimeoutError:
                 if attempt == self.settings.retries:
                     raise
         answer = parse_answer(query, raw, rdtype)
         if answer.truncated:
-            answer = parse_answer(query, await self._tcp(net, resolver, wire), rdtype)
-        return answer
+            raw, tcp_ms = await self._tcp(net, resolver, wire)
+            answer, ms = parse_answer(query, raw, rdtype), ms + tcp_ms
+        return answer, ms
 
-    async def _tcp(self, net: ScopedNetwork, resolver: str, wire: bytes) -> bytes:
+    async def _tcp(self, net: ScopedNetwork, resolver: str, wire: bytes) -> tuple[bytes, float]:
+        """The answer over TCP, and the ms from sending the question (on the admitted stream) to the answer."""
         reader, writer = await net.open_stream(resolver, 53)
+        t0 = time.perf_counter()
         try:
             writer.write(struct.pack("!H", len(wire)) + wire)
             await asyncio.wait_for(writer.drain(), self.settings.connect_timeout)
@@ -234,9 +239,10 @@ class DnsProbe(Probe):
             raw = await read_until(reader, complete, self.settings.connect_timeout, limit=65_537)
         finally:
             await close_stream(writer)
+        ms = (time.perf_counter() - t0) * 1000
         if not complete(raw):
             raise ProtocolError("truncated DNS answer over TCP")
-        return raw[2 : 2 + struct.unpack("!H", raw[:2])[0]]
+        return raw[2 : 2 + struct.unpack("!H", raw[:2])[0]], ms
 
     # -- observations ---------------------------------------------------------------------------
     def _obs(self, job: ProbeJob, data: dict[str, Any], error: str | None = None) -> Observation:

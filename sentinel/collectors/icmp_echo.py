@@ -1,4 +1,8 @@
-"""ICMP / ICMPv6 echo over raw sockets, with round-trip times; matched by identifier and sequence number."""
+"""ICMP / ICMPv6 echo over raw sockets, with round-trip times; matched by identifier and sequence number.
+
+The round-trip time runs from the stamp taken right at `sendto` to the kernel's receive stamp of the reply
+(SO_TIMESTAMPNS), as ping measures it: time the event loop spends elsewhere is not counted.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,17 @@ import ipaddress
 import itertools
 import os
 import socket
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-from sentinel.collectors.rawscan import icmp_echo_request, ipv4_payload, open_raw, parse_echo_reply
+from sentinel.collectors.rawscan import (
+    elapsed_ms,
+    icmp_echo_request,
+    ipv4_payload,
+    open_raw,
+    parse_echo_reply,
+    recv_stamped,
+    send_stamped,
+)
 
 _PAYLOAD = b"sentinel-echo".ljust(48, b".")
 
@@ -25,7 +36,8 @@ class IcmpPinger:
         self._seq = itertools.count(int.from_bytes(os.urandom(2), "big"))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._socks: dict[int, socket.socket] = {}
-        self._waiting: dict[tuple[str, int], tuple[asyncio.Future[float], float]] = {}
+        #: (address, sequence) -> (reply future, send stamp in ns)
+        self._waiting: dict[tuple[str, int], tuple[asyncio.Future[float], list[int]]] = {}
         self.packets_sent = 0
 
     def _socket(self, v6: bool) -> socket.socket:
@@ -40,35 +52,52 @@ class IcmpPinger:
 
     async def ping(self, address: str, timeout: float) -> float | None:
         """Round-trip time in milliseconds of one echo, or None when no reply came in time."""
+        return await self.ping_retrying(address, [timeout])
+
+    async def ping_retrying(
+        self, address: str, timeouts: Sequence[float], admit: Callable[[], Awaitable[None]] | None = None
+    ) -> float | None:
+        """One echo per timeout until a reply comes (`admit()` before each send). A late reply to an earlier
+        echo still counts while a retry waits: each echo has its own sequence number, so its RTT is exact."""
         address = str(ipaddress.ip_address(address))
-        self._guard(address)
         v6 = ":" in address
         sock = self._socket(v6)
         assert self._loop is not None
-        seq = next(self._seq) & 0xFFFF
-        key = (address, seq)
         future: asyncio.Future[float] = self._loop.create_future()
-        self._waiting[key] = (future, time.perf_counter())
+        keys: list[tuple[str, int]] = []
+        target: tuple[str, int] | tuple[str, int, int, int] = (address, 0, 0, 0) if v6 else (address, 0)
         try:
-            target: tuple[str, int] | tuple[str, int, int, int] = (address, 0, 0, 0) if v6 else (address, 0)
-            try:
-                await self._loop.sock_sendto(sock, icmp_echo_request(self._ident, seq, _PAYLOAD, v6), target)
-            except OSError as exc:
-                if exc.errno in (101, 112, 113):  # unreachable: no reply will ever come
-                    return None
-                raise
-            self.packets_sent += 1
-            try:
-                return await asyncio.wait_for(future, timeout)
-            except TimeoutError:
-                return None
+            for timeout in timeouts:
+                if admit is not None:
+                    await admit()
+                self._guard(address)  # defence in depth, right before the send
+                seq = next(self._seq) & 0xFFFF
+                sent = [0]
+                keys.append((address, seq))
+                self._waiting[keys[-1]] = (future, sent)
+                try:
+                    sent[0] = await send_stamped(
+                        self._loop, sock, icmp_echo_request(self._ident, seq, _PAYLOAD, v6), target
+                    )
+                except OSError as exc:
+                    if exc.errno in (101, 112, 113):  # unreachable: no reply will ever come
+                        return None
+                    raise
+                self.packets_sent += 1
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), timeout)
+                except TimeoutError:
+                    continue
+            return None
         finally:
-            self._waiting.pop(key, None)
+            for key in keys:
+                self._waiting.pop(key, None)
+            future.cancel()
 
     def _drain(self, sock: socket.socket, v6: bool) -> None:
         while True:
             try:
-                packet, peer = sock.recvfrom(2048)
+                packet, peer, arrived_ns = recv_stamped(sock, 2048)
             except OSError:
                 return
             if v6:
@@ -82,8 +111,8 @@ class IcmpPinger:
             if reply is None or reply[0] != self._ident:
                 continue
             entry = self._waiting.get((source, reply[1]))
-            if entry is not None and not entry[0].done():
-                entry[0].set_result((time.perf_counter() - entry[1]) * 1000)
+            if entry is not None and entry[1][0] and not entry[0].done():
+                entry[0].set_result(elapsed_ms(entry[1][0], arrived_ns))
 
     def close(self) -> None:
         for sock in self._socks.values():

@@ -2,8 +2,13 @@
 
 Every connection *and every raw packet* (SYN, ICMP echo) is checked against the registry scope (the
 address, after DNS), against the target's circuit breaker, counted against per-target and global rate
-limits and a per-target concurrency cap, and bounded by a timeout. Names that resolve outside the scope
+limits, and bounded by a timeout. Connections also take a per-target concurrency slot; raw probes are
+packets, not connections, so they are paced by the packet rate limits alone and wait for answers with
+adaptive timeouts learned from measured RTTs (`collectors/rtt.py`). Names that resolve outside the scope
 raise `OutOfScope` and nothing is sent.
+
+Round-trip times are measured around the I/O only, after admission: raw and UDP answers carry the kernel's
+receive stamp, sends are stamped right at `sendto`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from sentinel.collectors import capabilities
 from sentinel.collectors.circuit_breaker import CircuitBreaker, CircuitOpen
 from sentinel.collectors.icmp_echo import IcmpPinger
 from sentinel.collectors.ratelimit import RateLimiter
+from sentinel.collectors.rawscan import elapsed_ms, enable_timestamps, received_at, wall_ns
+from sentinel.collectors.rtt import RttTable
 from sentinel.collectors.syn_scan import SynScanner
 from sentinel.config.settings import CollectorSettings
 from sentinel.registry.scope import Scope
@@ -46,6 +53,7 @@ class PortState(StrEnum):
 
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
+_UDP_ANC_BYTES = socket.CMSG_SPACE(16)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -60,11 +68,18 @@ class ScopedNetwork:
         limiter: RateLimiter | None = None,
         breaker: CircuitBreaker | None = None,
         raw_sockets: bool | None = None,
+        packet_limiter: RateLimiter | None = None,
     ) -> None:
         """`raw_sockets` forces the raw-socket capability answer (None: detect it)."""
         self.scope = scope
         self.settings = settings
         self.limiter = limiter or RateLimiter(settings.per_target_rate, settings.per_target_burst, settings.global_rate)
+        #: raw probe packets (SYN, ICMP echo) have their own per-target and global budget
+        self.packet_limiter = packet_limiter or RateLimiter(
+            settings.per_target_packet_rate, settings.per_target_packet_burst, settings.global_packet_rate
+        )
+        ceiling = settings.connect_timeout
+        self.rtt = RttTable(settings.rtt_initial_timeout, min(settings.rtt_min_timeout, ceiling), ceiling)
         self.breaker = breaker or CircuitBreaker()
         self._raw_sockets = raw_sockets
         self._syn: SynScanner | None = None
@@ -125,6 +140,14 @@ class ScopedNetwork:
         self.breaker.check(address)  # it may have opened while this probe waited for its token
         self.sent[address] += 1
 
+    async def admit_packet(self, address: str) -> None:
+        """Like `admit`, for one raw probe packet: paced by the packet rate limits."""
+        self.check_address(address)
+        self.breaker.check(address)
+        await self.packet_limiter.acquire(address)
+        self.breaker.check(address)
+        self.sent[address] += 1
+
     # -- circuit breaker feedback --------------------------------------------------------------
     # Probes report what a target told them (HTTP status, connection failures); admit() then refuses every
     # probe of that target, raw packets included, while its circuit is open. Only reports trip it: a timeout
@@ -172,17 +195,23 @@ class ScopedNetwork:
             states[i] = answer
         return method, states
 
-    async def syn_state(self, address: str, port: int) -> tuple[PortState, float | None]:
-        """Half-open scan of one port: SYN-ACK open, RST closed, silence (after retries) filtered."""
+    def _syn_engine(self) -> SynScanner:
         if self._syn is None:
-            self._syn = SynScanner(self.check_address)
-        async with self._conn_slots[address]:
-            for _attempt in range(1 + self.settings.retries):
-                await self.admit(address)
-                answer = await self._syn.probe(address, port, self.settings.connect_timeout)
-                if answer is not None:
-                    self.breaker.record_success(address)
-                    return PortState(answer[0]), answer[1]
+            self._syn = SynScanner(self.check_address, on_rtt=lambda address, ms: self.rtt.sample(address, ms / 1000))
+        return self._syn
+
+    async def syn_state(self, address: str, port: int) -> tuple[PortState, float | None]:
+        """Half-open scan of one port: SYN-ACK open, RST closed, silence (after retries) filtered.
+
+        No connection slot is held while a SYN is outstanding: a target that drops everything costs its
+        timeouts once, in parallel, not once per slot. Each SYN is admitted by the packet rate limits."""
+        scanner = self._syn_engine()
+        for _attempt in range(1 + self.settings.retries):
+            await self.admit_packet(address)
+            answer = await scanner.probe(address, port, self.rtt.timeout(address))
+            if answer is not None:
+                self.breaker.record_success(address)
+                return PortState(answer[0]), answer[1]
         return PortState.FILTERED, None
 
     # -- ICMP -----------------------------------------------------------------------------
@@ -194,13 +223,13 @@ class ScopedNetwork:
             raise capabilities.RawSocketsUnavailableError("ICMP echo needs raw-socket rights (root or CAP_NET_RAW)")
         if self._icmp is None:
             self._icmp = IcmpPinger(self.check_address)
-        async with self._conn_slots[address]:
-            for _attempt in range(1 + self.settings.retries):
-                await self.admit(address)
-                rtt = await self._icmp.ping(address, self.settings.connect_timeout)
-                if rtt is not None:
-                    return rtt
-        return None
+        # The first echo waits as long as the estimate allows (borrowed from other targets if this one was never
+        # measured); retries wait the full initial timeout, and a late reply to an earlier echo still counts.
+        timeouts = [self.rtt.timeout(address)] + [self.rtt.timeout(address, borrow=False)] * self.settings.retries
+        rtt = await self._icmp.ping_retrying(address, timeouts, lambda: self.admit_packet(address))
+        if rtt is not None:
+            self.rtt.sample(address, rtt / 1000)  # each echo has its own sequence number: never ambiguous
+        return rtt
 
     @property
     def raw_packets_sent(self) -> int:
@@ -285,25 +314,44 @@ class ScopedNetwork:
 
     async def udp_exchange(self, address: str, port: int, payload: bytes, timeout: float | None = None) -> bytes:
         """Send one datagram and wait for one answer (DNS and similar); TimeoutError if none comes."""
+        answer, _ = await self.udp_exchange_timed(address, port, payload, timeout)
+        return answer
+
+    async def udp_exchange_timed(
+        self, address: str, port: int, payload: bytes, timeout: float | None = None
+    ) -> tuple[bytes, float]:
+        """`udp_exchange`, plus the round-trip time in ms: from the send, after admission, to the kernel's
+        receive stamp of the answer (so neither the rate limiter's wait nor event-loop delays count)."""
         await self.admit(address)
+        self.check_address(address)
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[bytes] = loop.create_future()
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        answer: asyncio.Future[tuple[bytes, int]] = loop.create_future()
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            enable_timestamps(sock)
+            sock.connect((address, port))  # connected: the kernel passes on datagrams from this peer only
 
-        class _Once(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+            def readable() -> None:
+                try:
+                    data, ancdata, _flags, _peer = sock.recvmsg(65535, _UDP_ANC_BYTES)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:  # e.g. ICMP port unreachable: ConnectionRefusedError
+                    if not answer.done():
+                        answer.set_exception(exc)
+                    return
                 if not answer.done():
-                    answer.set_result(data)
+                    answer.set_result((data, received_at(ancdata)))
 
-            def error_received(self, exc: Exception) -> None:
-                if not answer.done():
-                    answer.set_exception(exc)
-
-        transport, _ = await loop.create_datagram_endpoint(_Once, remote_addr=(address, port))
-        try:
-            transport.sendto(payload)
-            return await asyncio.wait_for(answer, timeout or self.settings.connect_timeout)
-        finally:
-            transport.close()
+            loop.add_reader(sock.fileno(), readable)
+            try:
+                sent_ns = wall_ns()
+                sock.send(payload)
+                data, arrived_ns = await asyncio.wait_for(answer, timeout or self.settings.connect_timeout)
+            finally:
+                loop.remove_reader(sock.fileno())
+        return data, elapsed_ms(sent_ns, arrived_ns)
 
     # -- HTTP -----------------------------------------------------------------------------
     def http_session(self) -> aiohttp.ClientSession:

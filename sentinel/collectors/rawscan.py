@@ -6,9 +6,11 @@ limiter have admitted each packet; the engines check scope once more right befor
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import socket
 import struct
+import time
 from dataclasses import dataclass
 
 SO_ATTACH_FILTER = 26
@@ -125,6 +127,8 @@ def open_raw(family: int, proto: int, bpf: list[tuple[int, int, int, int]] | Non
             _attach_bpf(sock, bpf)
         if family == socket.AF_INET6 and proto == socket.IPPROTO_TCP:
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 16)
+        if bpf != DROP_ALL:  # receiving sockets: stamp each answer on arrival
+            enable_timestamps(sock)
         _grow_buffers(sock)
         sock.setblocking(False)
     except BaseException:
@@ -145,6 +149,68 @@ def _grow_buffers(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, force, _BUFFER_BYTES)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, plain, _BUFFER_BYTES)
+
+
+# -- receive timestamps ------------------------------------------------------------------------
+# Round-trip times are measured between the send stamp (taken right at sendto) and the kernel's receive stamp
+# of the answer, so time the event loop spends elsewhere before it reads the socket is not counted.
+SO_TIMESTAMP, SO_TIMESTAMPNS = 29, 35  # Linux: SCM_TIMESTAMP carries a timeval, SCM_TIMESTAMPNS a timespec
+_ANC_BYTES = socket.CMSG_SPACE(16)
+
+
+def enable_timestamps(sock: socket.socket) -> int:
+    """Ask the kernel to stamp each received packet (nanoseconds if it can); returns the option used, 0 if none."""
+    for option in (SO_TIMESTAMPNS, SO_TIMESTAMP):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        except OSError:
+            continue
+        return option
+    return 0
+
+
+def wall_ns() -> int:
+    """The send stamp: CLOCK_REALTIME, the clock of the kernel's receive stamps."""
+    return time.time_ns()
+
+
+def received_at(ancdata: list[tuple[int, int, bytes]]) -> int:
+    """The kernel receive stamp (ns, CLOCK_REALTIME) from recvmsg ancillary data; now when there is none."""
+    for level, kind, data in ancdata:
+        if level != socket.SOL_SOCKET or len(data) < 16:
+            continue
+        seconds, fraction = (int(v) for v in struct.unpack_from("@qq", data))
+        if kind == SO_TIMESTAMPNS:
+            return seconds * 1_000_000_000 + fraction
+        if kind == SO_TIMESTAMP:
+            return seconds * 1_000_000_000 + fraction * 1000
+    return time.time_ns()
+
+
+def recv_stamped(sock: socket.socket, size: int) -> tuple[bytes, tuple[str, int] | tuple[str, int, int, int], int]:
+    """(packet, peer, kernel receive time in ns) of one datagram; raises BlockingIOError when none is queued."""
+    data, ancdata, _flags, peer = sock.recvmsg(size, _ANC_BYTES)
+    return data, peer, received_at(ancdata)
+
+
+async def send_stamped(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    packet: bytes,
+    target: tuple[str, int] | tuple[str, int, int, int],
+) -> int:
+    """Send one raw packet; return the wall-clock stamp (ns) taken right at the sendto that sent it."""
+    stamp = wall_ns()
+    try:
+        sock.sendto(packet, target)
+    except (BlockingIOError, InterruptedError):  # send buffer full: wait for room, stamp the real send
+        await loop.sock_sendto(sock, packet, target)
+        stamp = wall_ns()
+    return stamp
+
+
+def elapsed_ms(sent_ns: int, received_ns: int) -> float:
+    return max(0.0, (received_ns - sent_ns) / 1e6)
 
 
 def source_address(destination: str) -> str:

@@ -6,6 +6,10 @@ number derived from a secret and (address, port), so an answer is recognised by 
 alone: a stale or forged segment does not match. A SYN-ACK means open (the kernel, which
 has no connection on our reserved source port, answers it with a RST: nothing stays half-open), a RST
 means closed, silence until the timeout means filtered.
+
+Round-trip times run from the send stamp taken right at `sendto` to the kernel's receive stamp of the answer
+(SO_TIMESTAMPNS), so a busy event loop does not inflate them. Answers that come after their waiter gave up
+are still measured (`on_rtt`): the adaptive timeouts learn a slow target's real RTT from them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import hashlib
 import ipaddress
 import os
 import socket
-import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,30 +29,39 @@ from sentinel.collectors.rawscan import (
     TCP_ACK,
     TCP_RST,
     TCP_SYN,
+    elapsed_ms,
     ipv4_payload,
     open_raw,
     parse_tcp,
+    recv_stamped,
+    send_stamped,
     source_address,
     tcp_port_filter,
     tcp_syn,
+    wall_ns,
 )
 
 #: a SYN answer: "open" or "closed", and the round-trip time in milliseconds
 SynAnswer = tuple[str, float]
 _UNREACHABLE_ERRNOS = {101, 113, 112}  # ENETUNREACH, EHOSTUNREACH, EHOSTDOWN
+_SENDS_KEPT = 65536  # (address, port) send stamps remembered for late answers
 
 
 @dataclass(slots=True)
 class _Waiter:
     future: asyncio.Future[SynAnswer]
-    sent_at: float
+    sent_ns: int
 
 
 class SynScanner:
-    """Sends SYNs and matches their answers. `guard(address)` raises when an address must not be probed."""
+    """Sends SYNs and matches their answers. `guard(address)` raises when an address must not be probed;
+    `on_rtt(address, ms)` receives every unambiguous RTT sample (an answer to the only SYN sent to that port)."""
 
-    def __init__(self, guard: Callable[[str], None]) -> None:
+    def __init__(self, guard: Callable[[str], None], on_rtt: Callable[[str, float], None] | None = None) -> None:
         self._guard = guard
+        self._on_rtt = on_rtt
+        #: (address, port) -> [send stamp of the last SYN, SYNs sent]: late answers and Karn's rule
+        self._sends: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
         self._secret = os.urandom(16)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reserve: list[socket.socket] = []
@@ -125,17 +138,21 @@ class SynScanner:
                     raise
             segment = tcp_syn(self._sport, port, self.cookie(address, port), source, socket.inet_aton(address))
             target = (address, 0)
-        waiter = _Waiter(self._loop.create_future(), time.perf_counter())
+        waiter = _Waiter(self._loop.create_future(), 0)
         key = (address, port)
         self._waiting.setdefault(key, []).append(waiter)
         try:
+            self._remember(key, wall_ns())  # before the send: the answer may be read before this coroutine resumes
             try:
-                await self._loop.sock_sendto(sock, segment, target)
+                waiter.sent_ns = await send_stamped(self._loop, sock, segment, target)
             except OSError as exc:
                 if exc.errno in _UNREACHABLE_ERRNOS:
                     return None
                 raise
             self.packets_sent += 1
+            entry = self._sends.get(key)
+            if entry is not None:
+                entry[0] = waiter.sent_ns
             try:
                 return await asyncio.wait_for(waiter.future, timeout)
             except TimeoutError:
@@ -148,10 +165,20 @@ class SynScanner:
                 if not waiters:
                     del self._waiting[key]
 
+    def _remember(self, key: tuple[str, int], sent_ns: int) -> None:
+        entry = self._sends.get(key)
+        if entry is None:
+            if len(self._sends) >= _SENDS_KEPT:
+                self._sends.popitem(last=False)
+            self._sends[key] = [sent_ns, 1]
+        else:
+            entry[0], entry[1] = sent_ns, entry[1] + 1
+            self._sends.move_to_end(key)
+
     def _drain(self, sock: socket.socket, v6: bool) -> None:
         while True:
             try:
-                packet, peer = sock.recvfrom(4096)
+                packet, peer, arrived_ns = recv_stamped(sock, 4096)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -163,8 +190,9 @@ class SynScanner:
                 answer = parse_tcp(parsed[0], parsed[2]) if parsed and parsed[1] == socket.IPPROTO_TCP else None
             if answer is None or answer.dport != self._sport:
                 continue
-            waiters = self._waiting.get((answer.source, answer.sport))
-            if not waiters or answer.ack != (self.cookie(answer.source, answer.sport) + 1) & 0xFFFFFFFF:
+            key = (answer.source, answer.sport)
+            sent = self._sends.get(key)
+            if sent is None or answer.ack != (self.cookie(answer.source, answer.sport) + 1) & 0xFFFFFFFF:
                 continue  # not an answer to one of our SYNs (or a forged one): ignore it
             if answer.flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
                 state = "open"
@@ -172,12 +200,16 @@ class SynScanner:
                 state = "closed"
             else:
                 continue
-            now = time.perf_counter()
-            for waiter in waiters:
+            if sent[1] == 1:  # Karn: only the answer to a lone SYN is an unambiguous sample
+                sent[1] = 0  # and only once: a duplicate answer is not a new measurement
+                if self._on_rtt is not None:
+                    self._on_rtt(answer.source, elapsed_ms(sent[0], arrived_ns))
+            for waiter in self._waiting.get(key, ()):
                 if not waiter.future.done():
-                    waiter.future.set_result((state, (now - waiter.sent_at) * 1000))
+                    waiter.future.set_result((state, elapsed_ms(waiter.sent_ns, arrived_ns)))
 
     def close(self) -> None:
+        self._sends.clear()
         for sock in self._receivers.values():
             if self._loop is not None and not self._loop.is_closed():
                 with contextlib.suppress(Exception):

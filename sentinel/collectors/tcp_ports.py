@@ -2,6 +2,11 @@
 
 The scan is half-open (SYN, `tcp-syn`) when Sentinel has raw-socket rights and `collectors.scan_method`
 allows it, otherwise a connect scan (`tcp-connect`); every observation says which.
+
+`host` fields: host, address, reachable, reachable_by (`tcp`: a port answered; `icmp-echo`: every port was
+silent but the host answered an echo; null when nothing answered), icmp_rtt_ms (when the echo was asked),
+open_ports, ports_probed, method. Like nmap's host discovery, a host that answers anything is up: when every
+port is silent and raw sockets are available, an ICMP echo decides before the host is called unreachable.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sentinel.collectors.base import Probe, ProbeJob
+from sentinel.collectors.capabilities import RawSocketsUnavailableError
 from sentinel.collectors.network import PortState, ScopedNetwork
 from sentinel.models import Observation
 from sentinel.models.target import port_target
@@ -42,7 +48,8 @@ class TcpPortProbe(Probe):
             )
 
     def budget(self, job: ProbeJob) -> int:
-        return max(1, len(job.ports)) * (1 + self.settings.retries)
+        # every port with its retries, plus the echo (and its retries) asked when every port is silent
+        return (max(1, len(job.ports)) + 1) * (1 + self.settings.retries)
 
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         address = (await net.resolve(job.host))[0]
@@ -73,6 +80,15 @@ class TcpPortProbe(Probe):
             for port, (state, rtt) in zip(job.ports, results, strict=True)
         ]
         answered = [p for p, (s, _) in zip(job.ports, results, strict=True) if s != PortState.FILTERED]
+        reachability: dict[str, object] = {"reachable": bool(answered), "reachable_by": "tcp" if answered else None}
+        if not answered and net.raw_sockets:
+            try:
+                rtt = await net.icmp_echo(address)
+            except RawSocketsUnavailableError:
+                rtt = None
+            reachability["icmp_rtt_ms"] = round(rtt, 3) if rtt is not None else None
+            if rtt is not None:
+                reachability.update(reachable=True, reachable_by="icmp-echo")
         observations.append(
             Observation(
                 kind="host",
@@ -83,7 +99,7 @@ class TcpPortProbe(Probe):
                 data={
                     "host": job.host,
                     "address": address,
-                    "reachable": bool(answered),
+                    **reachability,
                     "open_ports": [p for p, (s, _) in zip(job.ports, results, strict=True) if s == PortState.OPEN],
                     "ports_probed": len(job.ports),
                     "method": method,

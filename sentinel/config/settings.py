@@ -64,6 +64,27 @@ class CollectorSettings(BaseModel):
     per_target_burst: float = Field(default=5.0, ge=1)
     per_target_concurrency: int = Field(default=4, ge=1, le=256)
     global_rate: float = Field(default=500.0, gt=0, description="connections per second in all")
+    # A raw probe (SYN, ICMP echo) is one small packet that the target's kernel answers without any process
+    # accepting a connection, so it has its own budget, counted in packets (nmap's --max-rate), per address
+    # and in all.
+    per_target_packet_rate: float = Field(
+        default=100.0, gt=0, description="raw probe packets (SYN, ICMP echo) per second per address"
+    )
+    per_target_packet_burst: float = Field(default=20.0, ge=1)
+    global_packet_rate: float = Field(default=2000.0, gt=0, description="raw probe packets per second in all")
+    rtt_initial_timeout: float = Field(
+        default=1.0, gt=0, le=60, description="raw probe timeout before any RTT is measured (nmap's initial)"
+    )
+    rtt_min_timeout: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="floor of the adaptive raw probe timeout (srtt + 4 rttvar); its ceiling is connect_timeout",
+    )
+    discovery_ports: list[int] | None = Field(
+        default=None,
+        description="ports the port_discovery probe sweeps; default: nmap's 1,000 most frequent TCP ports",
+    )
     max_connections: int = Field(default=256, ge=1, le=10000)
     max_jobs: int = Field(default=128, ge=1, le=10000)
     max_redirects: int = Field(default=5, ge=0, le=20)
@@ -81,6 +102,18 @@ class CollectorSettings(BaseModel):
     web_max_path_checks: int = Field(default=40, ge=1, le=200)
     web_path_read_bytes: int = Field(default=4096, ge=512, le=65536)
     web_page_bytes: int = Field(default=1_000_000, ge=16384)
+
+    @field_validator("discovery_ports")
+    @classmethod
+    def _discovery_ports(cls, values: list[int] | None) -> list[int] | None:
+        if values is None:
+            return None
+        bad = [v for v in values if not 1 <= v <= 65535]
+        if bad:
+            raise ValueError(f"ports must be 1-65535: {', '.join(map(str, bad[:10]))}")
+        if not values:
+            raise ValueError("give at least one port, or leave it out for the top 1,000")
+        return sorted(set(values))
 
     @field_validator("dns_resolvers")
     @classmethod

@@ -118,7 +118,8 @@ class Scope(BaseModel):
                 limit = widest_v4 if net.version == 4 else widest_v6
                 if net.prefixlen < limit:
                     wide.append((index, f"'{entry}' is wider than a /{limit} ({_count(net.num_addresses)} addresses)"))
-            elif "." not in entry.strip("."):
+            elif "." not in entry.strip(".") and entry.strip(".").lower() != "localhost":
+                # `localhost` is no public domain: RFC 6761 keeps it (and every name under it) on loopback
                 wide.append((index, f"'{entry}' is a whole top-level domain"))
         return wide
 

@@ -134,7 +134,9 @@ class Monitor:
 
     # -- loops ----------------------------------------------------------------------------------
     def _probe_names(self) -> list[str]:
-        return list(self.current.settings.collectors.probes)
+        """The sweep's probes plus those that run only here, on their own longer interval (port discovery)."""
+        s = self.current.settings
+        return list(dict.fromkeys([*s.collectors.probes, *s.run.extra_probes]))
 
     async def _probe_loop(self, probe: str) -> None:
         while not self.stopping.is_set():

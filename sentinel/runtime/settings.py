@@ -20,8 +20,18 @@ class RunSettings(BaseModel):
 
     #: seconds between two sweeps of one probe over the whole registry
     intervals: dict[str, float] = Field(
-        default_factory=lambda: {"tcp_ports": 900.0, "http": 300.0, "tls": 3600.0, "tls_scan": 86400.0, "icmp": 300.0}
+        default_factory=lambda: {
+            "tcp_ports": 900.0,
+            "http": 300.0,
+            "tls": 3600.0,
+            "tls_scan": 86400.0,
+            "icmp": 300.0,
+            "port_discovery": 86400.0,
+        }
     )
+    #: probes the monitor runs besides `collectors.probes`: sweeps too long for a plain `sentinel scan`
+    #: (the daily top-1,000-port discovery) but scheduled on their own interval here
+    extra_probes: list[str] = Field(default_factory=lambda: ["port_discovery"])
     default_interval: float = Field(default=900.0, ge=5)
     #: each interval is cut into slices of about this many seconds, so a sweep is spread, not a burst
     slice_seconds: float = Field(default=30.0, ge=1)

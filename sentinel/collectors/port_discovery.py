@@ -1,0 +1,103 @@
+"""Active port discovery: a sweep of many ports per registered host (kind `port_discovery`), so a service the
+registry does not declare is found even when no traffic shows it.
+
+Default ports: nmap's 1,000 most frequent TCP ports (`collectors.discovery_ports` overrides). The scan goes
+through `ScopedNetwork` (SYN with raw-socket rights, else connect), so scope, per-target and global rate
+limits and the circuit breaker apply; ports are probed in random order by a bounded pool of workers, so one
+job never queues more admissions than its rate budget needs, and stops starting ports in time to end
+inside the job timeout. `sentinel run` sweeps it on its own, daily
+interval; it is not in the default `sentinel scan` probe list (1,000 probes per host).
+
+Fields: host, address, method, ports_planned, ports_probed, complete (every planned port was probed before
+the job's time ran out), answered (some port answered), open_ports, closed_count, filtered_count,
+declared_ports, undeclared_open (open ports the registry does not declare) and undeclared_open_count. The
+count is left out when it would claim "nothing undeclared" without evidence: when the sweep was cut short or
+no port answered at all (a silent host proves nothing about its ports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sentinel.collectors.base import Probe, ProbeJob
+from sentinel.collectors.network import PortState, ScopedNetwork
+from sentinel.collectors.top_ports import TOP_TCP_PORTS
+from sentinel.models import Observation
+from sentinel.registry.models import System
+
+_WORKERS = 256  # at most this many ports in flight per job
+_LIST_CAP = 200  # bound on listed ports in an observation
+
+
+class PortDiscoveryProbe(Probe):
+    name = "port_discovery"
+    kind = "port_discovery"
+
+    def ports(self) -> tuple[int, ...]:
+        configured = self.settings.discovery_ports
+        return tuple(configured) if configured else TOP_TCP_PORTS
+
+    def plan(self, system: System) -> Iterable[ProbeJob]:
+        declared_by_host: dict[str, set[int]] = {}
+        for endpoint in system.endpoints:
+            declared_by_host.setdefault(endpoint.hostname, set()).update(endpoint.declared_ports)
+        ports = self.ports()
+        for host, declared in declared_by_host.items():
+            yield ProbeJob(self.name, system.id, host, host, ports=ports, declared=tuple(sorted(declared)))
+
+    def budget(self, job: ProbeJob) -> int:
+        return max(1, len(job.ports)) * (1 + self.settings.retries)
+
+    async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
+        address = (await net.resolve(job.host))[0]
+        method = net.port_scan_method
+        probe = net.syn_state if method == "tcp-syn" else net.tcp_state
+        order = list(job.ports)
+        random.shuffle(order)  # like nmap: no sequential sweep for a firewall to key on
+        # Enough workers to keep the target's rate budget busy while each waits out its timeouts, and no more:
+        # each worker holds at most one admission, so none queues long, and the in-flight ones drain in bounded time.
+        cfg = self.settings
+        rate = cfg.per_target_packet_rate if method == "tcp-syn" else cfg.per_target_rate
+        per_port = (1 + cfg.retries) * cfg.connect_timeout
+        workers = max(1, min(_WORKERS, len(order), math.ceil(rate * per_port)))
+        drain = workers / rate + per_port
+        loop = asyncio.get_running_loop()
+        stop_at = loop.time() + max(0.25 * cfg.job_timeout, cfg.job_timeout - 1.5 * drain)
+        states: dict[int, PortState] = {}
+        queue = iter(order)
+
+        async def worker() -> None:
+            for port in queue:
+                if loop.time() >= stop_at:
+                    return  # the rest stays unprobed: `complete` says so
+                states[port], _ = await probe(address, port)
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        now = datetime.now(UTC)
+        open_ports = sorted(p for p, s in states.items() if s == PortState.OPEN)
+        closed = sum(1 for s in states.values() if s == PortState.CLOSED)
+        declared = set(job.declared)
+        undeclared = [p for p in open_ports if p not in declared]
+        complete = len(states) == len(order)
+        answered = bool(open_ports) or closed > 0
+        data: dict[str, object] = {
+            "host": job.host,
+            "address": address,
+            "method": method,
+            "ports_planned": len(order),
+            "ports_probed": len(states),
+            "complete": complete,
+            "answered": answered,
+            "open_ports": open_ports[:_LIST_CAP],
+            "closed_count": closed,
+            "filtered_count": len(states) - len(open_ports) - closed,
+            "declared_ports": sorted(declared)[:_LIST_CAP],
+            "undeclared_open": undeclared[:_LIST_CAP],
+        }
+        if undeclared or (complete and answered):
+            data["undeclared_open_count"] = len(undeclared)
+        return [self.observation(job, now, data)]
