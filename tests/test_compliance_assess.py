@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +13,16 @@ import pytest
 from click.testing import CliRunner
 
 from sentinel.cli.compliance_cmd import compliance
-from sentinel.compliance import ComplianceVerdict, ControlVerdict, assess, load_frameworks, ratios
+from sentinel.compliance import (
+    ComplianceVerdict,
+    ControlVerdict,
+    assess,
+    iter_assess,
+    load_frameworks,
+    natural_key,
+    ratios,
+    select_frameworks,
+)
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
@@ -20,6 +31,7 @@ from sentinel.findings.lifecycle import LifecycleEvent
 from sentinel.findings.tracker import FindingTracker
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.loader import load_registry
+from sentinel.reports.progress import ProgressReporter
 from sentinel.store import SqliteStore
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -168,3 +180,93 @@ def test_framework_files_are_validated(write_file: Callable[[str, str], Path]) -
         load_frameworks([bad.parent])
     text = str(err.value)
     assert "bad.yaml:3: namespace" in text and "bad.yaml:5: requirements.0.coverage" in text
+
+
+def test_each_system_is_judged_at_its_own_level_and_international_is_opt_in(
+    estate: tuple[SqliteStore, Path],
+) -> None:
+    store, registry_file = estate
+    registry = load_registry(registry_file)
+    shipped = load_frameworks()
+    verdicts = list(iter_assess(store, registry, select_frameworks(shipped), NOW))
+    frameworks: dict[str, set[str]] = {}
+    for v in verdicts:
+        frameworks.setdefault(v.system_id, set()).add(v.framework)
+    assert frameworks == {"portal": {"mlps2-l3", "gov-web"}, "records": {"mlps2-l2"}, "silent": {"mlps2-l3"}}
+    wider = {v.framework for v in iter_assess(store, registry, select_frameworks(shipped, international=True), NOW)}
+    assert {"cis-v8", "nist-800-53r5"} <= wider
+    with pytest.raises(InputError, match="unknown framework"):
+        select_frameworks(shipped, ["mlps9"])
+
+
+def test_controls_come_in_natural_order(estate: tuple[SqliteStore, Path]) -> None:
+    assert sorted(["13.10", "3.3", "8.1.4.10 a)", "8.1.4.7 b)", "8.1.4.7 a)"], key=natural_key) == [
+        "3.3",
+        "8.1.4.7 a)",
+        "8.1.4.7 b)",
+        "8.1.4.10 a)",
+        "13.10",
+    ]
+    store, registry_file = estate
+    fws = [f for f in load_frameworks() if f.framework in ("mlps2-l3", "cis-v8")]
+    for fw in ("mlps2-l3", "cis-v8"):
+        got = [
+            v.control
+            for v in iter_assess(store, load_registry(registry_file), fws, NOW, system_ids=["portal"])
+            if v.framework == fw
+        ]
+        numbers = [tuple(int(n) for n in re.findall(r"\d+", c)) for c in got]
+        assert numbers == sorted(numbers) and len(got) > 5, got
+
+
+def test_progress_off_a_terminal_writes_a_line_every_ten_seconds() -> None:
+    clock = iter(float(t) for t in range(0, 100, 3))  # 3 s per step
+    out = io.StringIO()
+    with ProgressReporter("status", 30, stream=out, clock=lambda: next(clock), interactive=False) as progress:
+        for _ in range(30):
+            progress.advance()
+    lines = out.getvalue().splitlines()
+    assert 7 <= len(lines) <= 9, lines  # ~87 s of work, one line per 10 s
+    assert lines[0].startswith("status: ") and "/30 (" in lines[0] and "ETA" in lines[0]
+
+
+@pytest.fixture(scope="module")
+def big_estate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from bench.report_estate import build_estate
+
+    return build_estate(tmp_path_factory.mktemp("estate"), systems=1354, findings=8000)
+
+
+def test_status_summary_stays_a_screenful_for_an_estate(big_estate: tuple[Path, Path]) -> None:
+    registry, db = big_estate
+    base = ["status", "--registry", str(registry), "--store", str(db)]
+    result = CliRunner().invoke(compliance, base, standalone_mode=False)
+    assert result.exception is None, result.output
+    lines = result.output.splitlines()
+    # framework × department (40 departments, 3 MLPS levels + gov-web) plus borders: not 700,000 lines
+    assert 40 < len(lines) < 250, len(lines)
+    assert "Compliance ratio by department" in result.output and "市公安局" in result.output
+    assert "cis-v8" not in result.output and "nist" not in result.output
+    detail = CliRunner().invoke(
+        compliance, [*base, "--system", "sys-0001", "--verdict", "non_compliant"], standalone_mode=False
+    )
+    assert detail.exception is None, detail.output
+    assert "sys-0001" in detail.output and "non_compliant 不符合" in detail.output
+    assert "no_remote_finding 远程" not in detail.output.split("Compliance ratio")[0]
+
+
+def test_status_json_streams_one_record_per_line(big_estate: tuple[Path, Path]) -> None:
+    registry, db = big_estate
+    base = ["status", "--registry", str(registry), "--store", str(db), "--department", "市公安局"]
+    result = CliRunner().invoke(compliance, [*base, "--format", "jsonl"], standalone_mode=False)
+    assert result.exception is None, result.output
+    records = [json.loads(line) for line in result.output.splitlines()]
+    verdicts = [r for r in records if r["type"] == "verdict"]
+    assert len(verdicts) > 500 and {r["type"] for r in records} == {"verdict", "ratio"}
+    assert all(r["framework"] in ("mlps2-l2", "mlps2-l3", "mlps2-l4", "gov-web") for r in verdicts)
+    doc = CliRunner().invoke(compliance, [*base, "--format", "json"], standalone_mode=False)
+    lines = doc.output.splitlines()
+    assert lines[0].startswith('{"assessed_at": ') and lines[0].endswith('"verdicts": [')
+    body = lines[1 : lines.index("],")]
+    assert len(body) == len(verdicts) and all(json.loads(line.rstrip(","))["system_id"] for line in body)
+    assert json.loads(doc.output)["ratios"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,9 +13,19 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from sentinel.cli.common import EXIT_OK, build_app, console, format_option, settings_options
-from sentinel.compliance import ComplianceVerdict, assess, load_frameworks, ratios
+from sentinel.cli.common import EXIT_OK, build_app, console, settings_options
+from sentinel.compliance import (
+    ComplianceVerdict,
+    ControlVerdict,
+    Ratio,
+    iter_assess,
+    load_frameworks,
+    natural_key,
+    select_frameworks,
+)
 from sentinel.compliance.ratio import GroupBy
+from sentinel.registry.models import Registry
+from sentinel.reports.progress import ProgressReporter
 
 VERDICT_STYLE = {
     ComplianceVerdict.NON_COMPLIANT: "bold red",
@@ -36,22 +49,60 @@ def compliance() -> None:
     """MLPS 2.0 / government-website / NIST / CIS verdicts from remote evidence (never a claim of 符合)."""
 
 
+VERDICT_ORDER = (
+    ComplianceVerdict.NON_COMPLIANT,
+    ComplianceVerdict.PARTIALLY_COMPLIANT,
+    ComplianceVerdict.NO_REMOTE_FINDING,
+    ComplianceVerdict.NOT_ASSESSED,
+    ComplianceVerdict.NOT_APPLICABLE,
+)
+#: Rows that say "could not judge" or "does not apply": counted in the details table, listed only on request.
+QUIET = (ComplianceVerdict.NOT_ASSESSED, ComplianceVerdict.NOT_APPLICABLE)
+#: Up to this many selected systems the summary is per system; beyond it, per department (stays a screenful).
+AUTO_SYSTEM_GROUPING = 20
+
+
 @compliance.command()
 @settings_options
 @click.option("--registry", "registry_path", type=click.Path(path_type=Path), help="Registry file or folder.")
 @click.option("--rules", "rule_paths", multiple=True, type=click.Path(path_type=Path), help="Rule files/folders.")
 @frameworks_option
-@click.option("--system", "systems", multiple=True, help="Only these system ids (repeatable).")
-@click.option("--framework", "framework_ids", multiple=True, help="Only these frameworks, e.g. mlps2-l3.")
+@click.option("--system", "systems", multiple=True, help="Only these system ids (repeatable); shows details.")
+@click.option("--department", "departments", multiple=True, help="Only this department (repeatable); shows details.")
+@click.option(
+    "--tier", "tiers", multiple=True, type=click.Choice(["city", "district", "street"]), help="Only this tier."
+)
+@click.option(
+    "--framework",
+    "framework_ids",
+    multiple=True,
+    help="Only these frameworks, e.g. mlps2-l3 (default: MLPS at each system's level, and gov-web where it applies).",
+)
+@click.option("--international", is_flag=True, help="Also judge against CIS v8 and NIST 800-53.")
+@click.option(
+    "--verdict",
+    "verdict_filter",
+    multiple=True,
+    type=click.Choice([v.value for v in ComplianceVerdict]),
+    help="Details: only rows with this verdict (repeatable).",
+)
+@click.option("--control", "controls", multiple=True, help="Details: only this requirement id, e.g. '8.1.4.4 b)'.")
 @click.option(
     "--group-by",
     type=click.Choice(["system", "department", "tier"]),
-    default="system",
-    show_default=True,
-    help="How to aggregate compliance ratios.",
+    default=None,
+    help=f"How to aggregate the summary (default: system up to {AUTO_SYSTEM_GROUPING} systems, else department).",
 )
-@click.option("--all", "show_all", is_flag=True, help="Table: also list not_applicable rows.")
-@format_option()
+@click.option("--details", is_flag=True, help="Also list verdict rows (implied by --system/--department/--tier/...).")
+@click.option("--all", "show_all", is_flag=True, help="Details: also list not_assessed and not_applicable rows.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "jsonl"]),
+    default="table",
+    show_default=True,
+    help="json: one document written record by record (one verdict per line); jsonl: one JSON object per line.",
+)
 def status(
     config_file: Path | None,
     store: Path | None,
@@ -59,50 +110,148 @@ def status(
     rule_paths: tuple[Path, ...],
     framework_paths: tuple[Path, ...],
     systems: tuple[str, ...],
+    departments: tuple[str, ...],
+    tiers: tuple[str, ...],
     framework_ids: tuple[str, ...],
-    group_by: GroupBy,
+    international: bool,
+    verdict_filter: tuple[str, ...],
+    controls: tuple[str, ...],
+    group_by: GroupBy | None,
+    details: bool,
     show_all: bool,
     fmt: str,
 ) -> int:
-    """Verdict per system and requirement with evidence, and compliance ratios.
+    """Summary of verdicts (framework × group × verdict counts); details and JSON with filters.
 
     The ratio is no_remote_finding / applicable requirements; not_assessed counts against it."""
     app = build_app(
         config_file, existing_store=True, store=store, registry=registry_path, rules=list(rule_paths) or None
     )
-    frameworks = load_frameworks(list(framework_paths) or None)
-    if framework_ids:
-        unknown = set(framework_ids) - {f.framework for f in frameworks}
-        if unknown:
-            raise click.BadParameter(f"unknown framework(s): {', '.join(sorted(unknown))}", param_hint="--framework")
-        frameworks = [f for f in frameworks if f.framework in framework_ids]
-    registry = app.registry
-    if systems:
-        unknown = set(systems) - {s.id for s in registry.systems}
+    try:
+        frameworks = select_frameworks(load_frameworks(list(framework_paths) or None), framework_ids, international)
+        registry = app.registry
+        unknown = [s for s in systems if registry.system(s) is None]
         if unknown:
             raise click.BadParameter(f"not in the registry: {', '.join(sorted(unknown))}", param_hint="--system")
-    now = datetime.now(UTC)
-    verdicts = assess(app.store, registry, frameworks, now, rules=app.rules.rules, system_ids=systems or None)
-    groups = ratios(verdicts, registry, group_by)
-    if fmt == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "assessed_at": now.isoformat(),
-                    "verdicts": [v.to_dict() for v in verdicts],
-                    "ratios": [g.to_dict() for g in groups],
-                },
-                ensure_ascii=False,
-                indent=2,
+        known_depts = {s.owner.department for s in registry.systems}
+        unknown = [d for d in departments if d not in known_depts]
+        if unknown:
+            raise click.BadParameter(f"no such department: {', '.join(unknown)}", param_hint="--department")
+        known_controls = {r.id for fw in frameworks for r in fw.requirements}
+        unknown = [c for c in controls if c not in known_controls]
+        if unknown:
+            raise click.BadParameter(f"no such requirement in the selected frameworks: {', '.join(unknown)}")
+        selected = [
+            s
+            for s in registry.systems
+            if (not systems or s.id in systems)
+            and (not departments or s.owner.department in departments)
+            and (not tiers or s.tier.value in tiers)
+        ]
+        group: GroupBy = group_by or ("system" if len(selected) <= AUTO_SYSTEM_GROUPING else "department")
+        now = datetime.now(UTC)
+        with ProgressReporter("compliance status", len(selected)) as progress:
+            stream = iter_assess(
+                app.store,
+                registry,
+                frameworks,
+                now,
+                rules=app.rules.rules,
+                system_ids=[s.id for s in selected],
+                on_system=lambda _s: progress.advance(),
             )
-        )
-        return EXIT_OK
+            wanted = _row_filter(verdict_filter, controls)
+            if fmt in ("json", "jsonl"):
+                counters = _write_json(stream, registry, group, wanted, now, fmt == "jsonl")
+                return EXIT_OK
+            listing = details or bool(systems or departments or tiers or verdict_filter or controls)
+            counters, table, hidden = _collect(
+                stream, registry, group, wanted, listing, show_all or bool(verdict_filter)
+            )
+    finally:
+        app.close()
     out = console()
-    table = Table(header_style="bold", title="Compliance (remote evidence only; 符合 needs an on-site check)")
-    for col in ("System", "Framework", "Control", "Verdict", "Evidence", "Observed"):
-        table.add_column(col, overflow="fold")
-    for v in verdicts:
-        if v.verdict == ComplianceVerdict.NOT_APPLICABLE and not show_all:
+    if table is not None:
+        out.print(table)
+        if hidden:
+            shown = ", ".join(f"{n} {v}" for v, n in hidden.items())
+            out.print(f"not listed: {shown} (--all or --verdict to list them)")
+    out.print(_summary(counters, group))
+    return EXIT_OK
+
+
+def _row_filter(verdicts: tuple[str, ...], controls: tuple[str, ...]) -> Callable[[ControlVerdict], bool]:
+    def keep(v: ControlVerdict) -> bool:
+        return (not verdicts or v.verdict.value in verdicts) and (not controls or v.control in controls)
+
+    return keep
+
+
+Counters = dict[tuple[str, str], Counter[str]]
+
+
+def _group_of(registry: Registry, v: ControlVerdict, group: GroupBy) -> str:
+    system = registry.system(v.system_id)
+    if system is None:
+        return v.system_id
+    return {"system": system.id, "department": system.owner.department, "tier": system.tier.value}[group]
+
+
+def _write_json(
+    stream: Iterable[ControlVerdict],
+    registry: Registry,
+    group: GroupBy,
+    wanted: Callable[[ControlVerdict], bool],
+    now: datetime,
+    lines: bool,
+) -> Counters:
+    """Write each verdict as it comes (one per line), then the ratios: memory stays flat for an estate."""
+    counters: Counters = {}
+    write = sys.stdout.write
+    if not lines:
+        write(json.dumps({"assessed_at": now.isoformat()})[:-1] + ', "verdicts": [\n')
+    first = True
+    for v in stream:
+        counters.setdefault((_group_of(registry, v, group), v.framework), Counter())[v.verdict.value] += 1
+        if not wanted(v):
+            continue
+        if lines:
+            write(json.dumps({"type": "verdict", **v.to_dict()}, ensure_ascii=False) + "\n")
+        else:
+            write(("" if first else ",\n") + json.dumps(v.to_dict(), ensure_ascii=False))
+        first = False
+    groups = [Ratio(group, g, fw, dict(c)) for (g, fw), c in sorted(counters.items())]
+    if lines:
+        for r in groups:
+            write(json.dumps({"type": "ratio", **r.to_dict()}, ensure_ascii=False) + "\n")
+    else:
+        write('\n],\n"ratios": [\n' + ",\n".join(json.dumps(r.to_dict(), ensure_ascii=False) for r in groups))
+        write("\n]}\n")
+    sys.stdout.flush()
+    return counters
+
+
+def _collect(
+    stream: Iterable[ControlVerdict],
+    registry: Registry,
+    group: GroupBy,
+    wanted: Callable[[ControlVerdict], bool],
+    listing: bool,
+    list_quiet: bool,
+) -> tuple[Counters, Table | None, Counter[str]]:
+    counters: Counters = {}
+    hidden: Counter[str] = Counter()
+    table: Table | None = None
+    if listing:
+        table = Table(header_style="bold", title="Compliance (remote evidence only; 符合 needs an on-site check)")
+        for col in ("System", "Framework", "Control", "Verdict", "Evidence", "Observed"):
+            table.add_column(col, overflow="fold")
+    for v in stream:
+        counters.setdefault((_group_of(registry, v, group), v.framework), Counter())[v.verdict.value] += 1
+        if table is None or not wanted(v):
+            continue
+        if v.verdict in QUIET and not list_quiet:
+            hidden[v.verdict.value] += 1
             continue
         table.add_row(
             v.system_id,
@@ -112,31 +261,26 @@ def status(
             "\n".join(v.evidence[:3]) + (f"\n(+{len(v.evidence) - 3} more)" if len(v.evidence) > 3 else ""),
             v.observed_at.strftime("%Y-%m-%d %H:%M") if v.observed_at else "-",
         )
-    out.print(table)
-    summary = Table(header_style="bold", title=f"Compliance ratio by {group_by}")
-    for col in ("Group", "Framework", "Ratio", "Non", "Partial", "No finding", "Not assessed", "N/A"):
-        summary.add_column(col)
-    for g in groups:
-        if not g.applicable:
-            continue
-        c = g.counts
+    return counters, table, hidden
+
+
+def _summary(counters: Counters, group: GroupBy) -> Table:
+    summary = Table(header_style="bold", title=f"Compliance ratio by {group}")
+    summary.add_column("Framework")
+    summary.add_column(group.capitalize())
+    for v in VERDICT_ORDER:
+        summary.add_column(f"{v.value} {v.label_zh}", justify="right")
+    summary.add_column("Ratio", justify="right")
+    ordered = sorted(counters.items(), key=lambda kv: (natural_key(kv[0][1]), kv[0][0]))
+    for (name, framework), c in ordered:
+        r = Ratio(group, name, framework, dict(c))
         summary.add_row(
-            g.group,
-            g.framework,
-            f"{g.ratio:.0%}" if g.ratio is not None else "-",
-            *(
-                str(c.get(k.value, 0))
-                for k in (
-                    ComplianceVerdict.NON_COMPLIANT,
-                    ComplianceVerdict.PARTIALLY_COMPLIANT,
-                    ComplianceVerdict.NO_REMOTE_FINDING,
-                    ComplianceVerdict.NOT_ASSESSED,
-                    ComplianceVerdict.NOT_APPLICABLE,
-                )
-            ),
+            framework,
+            name,
+            *(str(c.get(v.value, 0)) for v in VERDICT_ORDER),
+            f"{r.ratio:.0%}" if r.ratio is not None else "-",
         )
-    out.print(summary)
-    return EXIT_OK
+    return summary
 
 
 @compliance.command("frameworks")

@@ -15,14 +15,16 @@ Verdict policy (reference §3.4): a remote monitor never claims 符合.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sentinel.compliance.frameworks import Framework, Mapping, Requirement
+from sentinel.compliance.order import natural_key
 from sentinel.engine.rule import Rule
+from sentinel.errors import InputError, Problem
 from sentinel.models import Finding, FindingStatus
 from sentinel.registry.models import Registry, System
 
@@ -157,6 +159,73 @@ def assess_one(
     return verdict(ComplianceVerdict.NO_REMOTE_FINDING, evidence, max(seen.values()))
 
 
+#: Namespaces a system is judged against by default: the Chinese national frameworks (MLPS at the system's own
+#: level, and the government-website indicators where they apply). CIS and NIST are opt-in.
+NATIONAL_NAMESPACES = ("mlps", "gov_web")
+
+
+def select_frameworks(
+    frameworks: Iterable[Framework], ids: Iterable[str] = (), international: bool = False
+) -> list[Framework]:
+    """The frameworks to judge against: exactly `ids` when given, else the national ones (plus CIS/NIST when
+    `international`). Unknown ids are an InputError naming them and the known ones."""
+    fws = list(frameworks)
+    wanted = list(dict.fromkeys(ids))
+    if wanted:
+        known = {f.framework for f in fws}
+        unknown = [i for i in wanted if i not in known]
+        if unknown:
+            raise InputError(
+                [
+                    Problem(
+                        "--framework",
+                        None,
+                        f"unknown framework(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                    )
+                ]
+            )
+        return [f for f in fws if f.framework in wanted]
+    return [f for f in fws if international or f.namespace in NATIONAL_NAMESPACES]
+
+
+def iter_assess(
+    store: SqliteStore,
+    registry: Registry,
+    frameworks: Iterable[Framework],
+    now: datetime,
+    rules: Iterable[Rule] | None = None,
+    system_ids: Iterable[str] | None = None,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    applicable_only: bool = True,
+    on_system: Callable[[System], None] | None = None,
+) -> Iterator[ControlVerdict]:
+    """Verdicts one system at a time (callers stream them instead of holding an estate's worth).
+
+    With `applicable_only`, a system is judged only against the frameworks that apply to it, so a level-2
+    system gets mlps2-l2 rows and no mlps2-l3 `not_applicable` rows; requirements of an applicable framework
+    that do not apply (a mail-only clause) still give a `not_applicable` row. Requirements come in natural
+    order (3.3 before 13.10). `on_system` is called after each system (progress)."""
+    if rules is None:
+        from sentinel.engine.loader import load_rules
+        from sentinel.engine.paths import shipped_rules_dir
+
+        rules = load_rules([shipped_rules_dir()])
+    fws = list(frameworks)
+    mapping = Mapping.build(fws, rules)
+    ordered = {fw.framework: sorted(fw.requirements, key=lambda r: natural_key(r.id)) for fw in fws}
+    wanted = set(system_ids) if system_ids is not None else None
+    systems = [s for s in registry.systems if wanted is None or s.id in wanted]
+    facts = _facts(store, {s.id for s in systems}, now - max_age)
+    for system in systems:
+        for fw in fws:
+            if applicable_only and not fw.applies_to.matches(system):
+                continue
+            for req in ordered[fw.framework]:
+                yield assess_one(system, fw, req, mapping.rules_for(fw.framework, req.id), facts[system.id])
+        if on_system is not None:
+            on_system(system)
+
+
 def assess(
     store: SqliteStore,
     registry: Registry,
@@ -166,23 +235,9 @@ def assess(
     system_ids: Iterable[str] | None = None,
     max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> list[ControlVerdict]:
-    """Verdicts for every (system, framework requirement) at `now`. `rules` defaults to the shipped rules.
+    """Verdicts for every (system, framework requirement) at `now`, including `not_applicable` rows for
+    frameworks that do not apply to a system. `rules` defaults to the shipped rules.
 
     Observations older than `max_age` before `now` are not evidence any more (the requirement becomes
     `not_assessed`); findings count while they are active, whatever their age."""
-    if rules is None:
-        from sentinel.engine.loader import load_rules
-        from sentinel.engine.paths import shipped_rules_dir
-
-        rules = load_rules([shipped_rules_dir()])
-    fws = list(frameworks)
-    mapping = Mapping.build(fws, rules)
-    wanted = set(system_ids) if system_ids is not None else None
-    systems = [s for s in registry.systems if wanted is None or s.id in wanted]
-    facts = _facts(store, {s.id for s in systems}, now - max_age)
-    out: list[ControlVerdict] = []
-    for system in systems:
-        for fw in fws:
-            for req in fw.requirements:
-                out.append(assess_one(system, fw, req, mapping.rules_for(fw.framework, req.id), facts[system.id]))
-    return out
+    return list(iter_assess(store, registry, frameworks, now, rules, system_ids, max_age, applicable_only=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +12,17 @@ from sentinel import __version__
 from sentinel.reports.model import ReportData
 
 
+def _plain(value: Any) -> Any:
+    """The same JSON as dataclasses.asdict gives, without its deep copies (seconds on an estate's records)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return value.__dict__
+    return str(value)
+
+
 def evidence_digest(report: ReportData) -> str:
     """Canonical JSON (sorted keys, no whitespace) of every record and problem, hashed."""
-    evidence = {
-        "records": [asdict(r) for r in report.records],
-        "problems": [asdict(p) for p in report.problems],
-        "exceptions": [asdict(e) for e in report.exceptions],
-    }
-    blob = json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    evidence = {"records": report.records, "problems": report.problems, "exceptions": report.exceptions}
+    blob = json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -54,22 +54,85 @@ class ControlRecord:
 
 
 @dataclass(frozen=True)
-class ProblemRow:
-    """A problem (an active finding), in the style of the vulnerability-scan appendix."""
+class Affected:
+    """One system affected by a problem: its targets and the findings behind it."""
 
-    number: str  # T001...
-    title: str
-    risk: str  # high | medium | low
-    severity: str
     system_id: str
     system_name: str
     department: str
-    target: str
+    targets: list[str]
+    first_seen: str
+    finding_ids: list[str]
+
+
+@dataclass(frozen=True)
+class ProblemRow:
+    """A problem: one rule's active findings grouped (one remediation), numbered T001... by risk."""
+
+    number: str  # T001...
+    rule_id: str
+    title: str
+    risk: str  # high | medium | low
+    severity: str
     description: str
     remediation: str
     controls: list[str]
-    first_seen: str
-    finding_id: str
+    affected: list[Affected]
+    localised: bool = True  # False: the rule has no text in the report's language; its English text is shown
+
+    @property
+    def systems(self) -> int:
+        return len(self.affected)
+
+    @property
+    def findings(self) -> int:
+        return sum(len(a.finding_ids) for a in self.affected)
+
+    def by_department(self) -> list[tuple[str, list[Affected]]]:
+        out: dict[str, list[Affected]] = {}
+        for a in self.affected:
+            out.setdefault(a.department, []).append(a)
+        return sorted(out.items())
+
+
+@dataclass(frozen=True)
+class SystemRow:
+    """A system's line in its department's section: verdict counts and the problems that touch it."""
+
+    system_id: str
+    system_name: str
+    department: str
+    tier: str
+    mlps_level: int
+    frameworks: list[str]
+    counts: dict[str, int]
+    problems: list[str]  # problem numbers
+
+
+@dataclass(frozen=True)
+class DepartmentSection:
+    name: str
+    number: str  # section number, e.g. "5.3"
+    systems: list[SystemRow]
+    counts: dict[str, int]
+    problems: list[tuple[str, str, str, int]]  # (number, title, risk, affected systems in this department)
+
+    @property
+    def ratio(self) -> float | None:
+        return RatioRow(self.name, len(self.systems), sum(self.counts.values()), self.counts).ratio
+
+
+@dataclass(frozen=True)
+class Cover:
+    """What an auditor signs: who was assessed, by whom, the report number and the period (Beijing time)."""
+
+    organisation: str
+    assessor: str
+    report_number: str
+    period_start: str
+    period_end: str
+    generated: str
+    frameworks: list[tuple[str, str]]  # (id, title)
 
 
 @dataclass(frozen=True)
@@ -111,6 +174,11 @@ class ReportData:
     by_department: list[RatioRow] = field(default_factory=list)
     by_tier: list[RatioRow] = field(default_factory=list)
     by_level: list[RatioRow] = field(default_factory=list)
+    by_framework: list[RatioRow] = field(default_factory=list)
+    departments: list[DepartmentSection] = field(default_factory=list)
+    cover: Cover | None = None
+    detailed: bool = True  # per-record appendix included (small scopes); estate reports summarise instead
+    untranslated_rules: list[str] = field(default_factory=list)
 
     @property
     def verdict_counts(self) -> dict[str, int]:
@@ -144,9 +212,21 @@ class ReportData:
                 "by_department": [ratio(r) for r in self.by_department],
                 "by_tier": [ratio(r) for r in self.by_tier],
                 "by_mlps_level": [ratio(r) for r in self.by_level],
+                "by_framework": [ratio(r) for r in self.by_framework],
             },
+            "cover": asdict(self.cover) if self.cover else None,
+            "departments": [
+                {
+                    "name": d.name,
+                    "counts": d.counts,
+                    "compliance_ratio": d.ratio,
+                    "systems": [asdict(s) for s in d.systems],
+                }
+                for d in self.departments
+            ],
+            "untranslated_rules": self.untranslated_rules,
             "systems": self.systems,
             "records": [asdict(r) for r in self.records],
-            "problems": [asdict(p) for p in self.problems],
+            "problems": [{**asdict(p), "systems": p.systems, "findings": p.findings} for p in self.problems],
             "exceptions": [asdict(e) for e in self.exceptions],
         }

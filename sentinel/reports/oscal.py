@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from sentinel import __version__
 from sentinel.reports.model import ControlRecord, ReportData
 
 OSCAL_VERSION = "1.1.2"
+SENTINEL_NS = "https://sentinel.example/ns"
 NS = uuid.UUID("6c1f1f2e-3b7a-5d5e-9a51-53656e74696e")  # Sentinel's namespace for name-based UUIDs
 
 
@@ -60,8 +62,8 @@ def _observation(r: ControlRecord) -> dict[str, Any]:
         "methods": ["TEST"],
         "types": ["finding"] if r.verdict in ("non_compliant", "partially_compliant") else ["control-objective"],
         "subjects": [{"subject-uuid": _uuid("system", r.system_id), "type": "component"}],
-        "collected": r.observed_at or "1970-01-01T00:00:00+00:00",
-        "props": [{"name": "verdict", "ns": "https://sentinel.example/ns", "value": r.verdict}],
+        "collected": _datetime(r.observed_at or "1970-01-01T00:00:00+00:00"),
+        "props": [{"name": "verdict", "ns": SENTINEL_NS, "value": r.verdict}],
     }
     if r.evidence:
         obs["relevant-evidence"] = [{"description": str(e)[:500]} for e in r.evidence[:10]]
@@ -69,33 +71,72 @@ def _observation(r: ControlRecord) -> dict[str, Any]:
 
 
 def assessment_results(report: ReportData) -> dict[str, Any]:
-    assessed = [r for r in report.records if r.verdict not in ("not_applicable",)]
+    """OSCAL 1.1.2 assessment-results. The assessed systems are components of the result's own
+    local-definitions (the document-level local-definitions admit only objectives, methods and activities)."""
+    assessed = [r for r in report.records if r.verdict != "not_applicable"]
     findings = []
     for r in assessed:
-        if r.verdict in ("not_assessed",):
-            continue
         # OSCAL knows only satisfied / not-satisfied: a remote "no finding" is not a claim of satisfaction,
-        # so it is recorded as an observation without a satisfied finding.
+        # so it is recorded as an observation without a satisfied finding; partial is not-satisfied + a prop.
         if r.verdict in ("non_compliant", "partially_compliant"):
-            findings.append(
+            finding: dict[str, Any] = {
+                "uuid": _uuid("finding", r.system_id, r.framework, r.control),
+                "title": f"{r.control} {r.title}".strip(),
+                "description": r.observed or r.verdict,
+                "target": {
+                    "type": "objective-id",
+                    "target-id": control_id(r.framework, r.control),
+                    "status": {"state": "not-satisfied"},
+                },
+                "related-observations": [{"observation-uuid": _uuid("obs", r.system_id, r.framework, r.control)}],
+            }
+            if r.verdict == "partially_compliant":
+                finding["props"] = [{"name": "mlps-result", "ns": SENTINEL_NS, "value": "partial"}]
+            findings.append(finding)
+    result: dict[str, Any] = {
+        "uuid": _uuid("result", report.generated_at),
+        "title": report.title,
+        "description": "Continuous remote monitoring results",
+        "start": _datetime(report.period["since"] or report.generated_at),
+        "end": _datetime(report.period["until"] or report.generated_at),
+        "local-definitions": {
+            "components": [
                 {
-                    "uuid": _uuid("finding", r.system_id, r.framework, r.control),
-                    "title": f"{r.control} {r.title}".strip(),
-                    "description": r.observed or r.verdict,
-                    "target": {
-                        "type": "objective-id",
-                        "target-id": control_id(r.framework, r.control),
-                        "status": {"state": "not-satisfied"},
-                    },
-                    "related-observations": [{"observation-uuid": _uuid("obs", r.system_id, r.framework, r.control)}],
+                    "uuid": _uuid("system", s["id"]),
+                    "type": "service",
+                    "title": f"{s['name']} ({s['id']})",
+                    "description": f"{s['department']}; tier {s['tier']}; MLPS level {s['mlps_level']}",
+                    "status": {"state": "operational"},
                 }
-            )
+                for s in report.systems
+            ]
+        }
+        if report.systems
+        else {},
+        "reviewed-controls": {
+            "control-selections": [
+                {
+                    "include-controls": [
+                        {"control-id": cid} for cid in sorted({control_id(r.framework, r.control) for r in assessed})
+                    ]
+                }
+                if assessed
+                else {"include-all": {}}
+            ]
+        },
+    }
+    if not result["local-definitions"]:
+        del result["local-definitions"]
+    if assessed:
+        result["observations"] = [_observation(r) for r in assessed]
+    if findings:
+        result["findings"] = findings
     return {
         "assessment-results": {
             "uuid": _uuid("ar", report.generated_at, *sorted(s["id"] for s in report.systems)),
             "metadata": {
                 "title": report.title,
-                "last-modified": report.generated_at,
+                "last-modified": _datetime(report.generated_at),
                 "version": __version__,
                 "oscal-version": OSCAL_VERSION,
                 "parties": [
@@ -104,45 +145,21 @@ def assessment_results(report: ReportData) -> dict[str, Any]:
             },
             "import-ap": {"href": "#sentinel-continuous-monitoring-plan"},
             "local-definitions": {
-                "components": [
-                    {
-                        "uuid": _uuid("system", s["id"]),
-                        "type": "service",
-                        "title": f"{s['name']} ({s['id']})",
-                        "description": f"{s['department']}; tier {s['tier']}; MLPS level {s['mlps_level']}",
-                        "status": {"state": "operational"},
-                    }
-                    for s in report.systems
-                ],
                 "activities": [
                     {
                         "uuid": _uuid("activity", "remote-test"),
                         "title": "Remote network test (测试)",
                         "description": "Active probes and rule evaluation by Sentinel",
-                        "props": [{"name": "method", "value": "TEST"}],
+                        "props": [{"name": "method", "ns": SENTINEL_NS, "value": "TEST"}],
                     }
                 ],
             },
-            "results": [
-                {
-                    "uuid": _uuid("result", report.generated_at),
-                    "title": report.title,
-                    "description": "Continuous remote monitoring results",
-                    "start": report.period["since"] or report.generated_at,
-                    "end": report.period["until"] or report.generated_at,
-                    "reviewed-controls": {
-                        "control-selections": [
-                            {
-                                "include-controls": [
-                                    {"control-id": cid}
-                                    for cid in sorted({control_id(r.framework, r.control) for r in assessed})
-                                ]
-                            }
-                        ]
-                    },
-                    "observations": [_observation(r) for r in assessed],
-                    "findings": findings,
-                }
-            ],
+            "results": [result],
         }
     }
+
+
+def _datetime(value: str) -> str:
+    """OSCAL date-times need an offset: a naive stamp is taken as UTC."""
+    dt = datetime.fromisoformat(value)
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).isoformat()
