@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
@@ -23,7 +24,7 @@ from sentinel.errors import InputError, Problem
 from sentinel.findings.exceptions import RiskException, apply_exceptions, load_exceptions
 from sentinel.findings.policy import FindingsSettings
 from sentinel.findings.tracker import FindingTracker
-from sentinel.models import FindingStatus
+from sentinel.models.finding import ACTIVE_STATUSES
 from sentinel.registry.loader import load_registry
 from sentinel.registry.models import Registry
 from sentinel.sinks import Sink, SweepOutcome, build_sinks
@@ -32,10 +33,21 @@ from sentinel.store import SqliteStore
 
 if TYPE_CHECKING:  # the collectors (aiohttp, raw sockets) load only when a sweep is planned or run
     from sentinel.collectors.network import ScopedNetwork
-    from sentinel.collectors.runner import PlannedJob
+    from sentinel.collectors.runner import PlannedJob, SweepProgress
+    from sentinel.models import Finding, Observation
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+#: seconds between progress writes to the sweep's audit record (what /metrics and the web view read)
+PROGRESS_EVERY = 2.0
+
+
+class RecheckError(InputError):
+    """A re-check that cannot be run (no such finding, its system left the registry, no probe makes its kind)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([Problem("recheck", None, message)])
+        self.message = message
 
 
 def utcnow() -> datetime:
@@ -103,11 +115,11 @@ class Sentinel:
     def sinks(self) -> list[Sink]:
         return build_sinks(self.settings.sinks)
 
-    def plan(self) -> list[PlannedJob]:
+    def plan(self, on_system: Callable[[int], None] | None = None) -> list[PlannedJob]:
         from sentinel.collectors import build_probes
         from sentinel.collectors.runner import plan_sweep
 
-        return plan_sweep(self.registry, build_probes(self.settings.collectors))
+        return plan_sweep(self.registry, build_probes(self.settings.collectors), on_system=on_system)
 
     def validate(self) -> None:
         """Load everything a sweep needs, so user mistakes surface before any packet is sent."""
@@ -116,22 +128,46 @@ class Sentinel:
 
         build_probes(self.settings.collectors)
 
-    async def sweep(self, net: ScopedNetwork | None = None) -> SweepOutcome:
+    async def sweep(
+        self,
+        net: ScopedNetwork | None = None,
+        progress: Callable[[SweepProgress], None] | None = None,
+        only: Callable[[PlannedJob], bool] | None = None,
+    ) -> SweepOutcome:
         """One sweep. `net` lets a long-running monitor share one rate limiter and circuit breaker
-        across sweeps, so slices and probes running side by side never exceed a target's budget."""
+        across sweeps, so slices and probes running side by side never exceed a target's budget.
+        `progress` is called as each job finishes; `only` keeps a subset of the planned jobs (a re-check)."""
         self.validate()
         planned = self.plan()
+        if only is not None:
+            planned = [p for p in planned if only(p)]
         started = self.clock()
         # The audit record goes in before the first packet.
         sweep_id = self.store.start_sweep(started, self.settings.actor, self.settings.fingerprint(), len(planned))
         own = net is None
         from sentinel.collectors.network import ScopedNetwork
-        from sentinel.collectors.runner import run_sweep_jobs
+        from sentinel.collectors.runner import SweepProgress, run_sweep_jobs
+
+        state = SweepProgress(len(planned))
+        last_write = [state.started]
+
+        def job_done(_: PlannedJob, found: list[Observation]) -> None:
+            state.done += 1
+            state.observations += len(found)
+            state.errors += sum(1 for o in found if o.status.value == "error")
+            # A preview from the stateless rules (rules with memory decide at the end of the sweep).
+            state.findings += sum(1 for v in self.rules.evaluate_stateless(found, self.registry) if v.present)
+            if progress is not None:
+                progress(state)
+            now = time.monotonic()
+            if now - last_write[0] >= PROGRESS_EVERY or state.done == state.total:
+                last_write[0] = now
+                self.store.sweep_progress(sweep_id, state.done, state.findings, self.clock())
 
         net = net or ScopedNetwork(self.registry.scope, self.settings.collectors)
         try:
             observations = await run_sweep_jobs(
-                planned, net, self.settings.collectors.max_jobs, self.settings.collectors.job_timeout
+                planned, net, self.settings.collectors.max_jobs, self.settings.collectors.job_timeout, job_done
             )
         finally:
             if own:  # a shared network belongs to the monitor, which closes it
@@ -141,10 +177,7 @@ class Sentinel:
             self.store.save_observations(observations)
             # Engine state commits with the findings. Only targets with an open finding need "absent"
             # verdicts (to resolve it); elsewhere the engine may skip rules whose guard is false.
-            active = {
-                (f.system_id, f.target)
-                for f in self.store.list_findings(statuses=[FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED])
-            }
+            active = {(f.system_id, f.target) for f in self.store.list_findings(statuses=ACTIVE_STATUSES)}
             verdicts = self.anomaly.evaluate(observations, finished, active)
             changes = self.tracker.apply(verdicts, finished)
             apply_exceptions(self.tracker, self.exceptions, finished)
@@ -171,8 +204,68 @@ class Sentinel:
                 log.error("sink %s failed: %s", sink.name, exc)
         return outcome
 
-    def scan(self) -> SweepOutcome:
-        return asyncio.run(self.sweep())
+    def scan(self, progress: Callable[[SweepProgress], None] | None = None) -> SweepOutcome:
+        return asyncio.run(self.sweep(progress=progress))
+
+    async def recheck(self, finding_id: str, actor: str, net: ScopedNetwork | None = None) -> Finding:
+        """复核: run the probe(s) that observe this finding's rule, for its system and target only, through the
+        scoped network (scope, rate limits, circuit breaker), and evaluate the result the normal way. The finding
+        closes on evidence, goes back to the owner if the problem is still there, or waits (stale) if the probe
+        could not tell; every step is in its history."""
+        finding = self.store.get_finding(finding_id)
+        if finding is None:
+            raise RecheckError(f"no finding {finding_id}")
+        system = self.registry.system(finding.system_id)
+        if system is None:
+            raise RecheckError(f"system {finding.system_id} is not in the registry")
+        rule = next((r for r in self.rules.rules if r.id == finding.rule_id), None)
+        if rule is None:
+            raise RecheckError(f"rule {finding.rule_id} is not loaded")
+        from sentinel.collectors import build_probes
+
+        configured = {p.name: p for p in build_probes(self.settings.collectors)}
+        seen = self.store.connection.execute(
+            f"SELECT DISTINCT probe FROM observations_latest WHERE system_id = ? AND target = ?"
+            f" AND kind IN ({','.join('?' * len(rule.observation))})",
+            (finding.system_id, finding.target, *rule.observation),
+        )
+        names = [r[0] for r in seen if r[0] in configured]
+        names = names or [n for n, p in configured.items() if p.kind in rule.observation]
+        if not names:
+            raise RecheckError(f"no configured probe observes {', '.join(rule.observation)} (rule {rule.id})")
+        jobs = [j for n in names for j in configured[n].plan(system)]
+        exact = {j.target for j in jobs if j.target == finding.target}
+        hosts = {j.host for j in jobs if j.host and j.host in finding.target}
+
+        def wanted(p: PlannedJob) -> bool:
+            if exact:
+                return p.job.target in exact
+            return p.job.host in hosts if hosts else True
+
+        now = self.clock()
+        self.tracker.note(finding, actor, f"re-check requested ({', '.join(names)})", now)
+        settings = self.settings.model_copy(
+            update={
+                "actor": f"{actor} (re-check {finding.id[:12]})",
+                "collectors": self.settings.collectors.model_copy(update={"probes": names}),
+            }
+        )
+        sub = Sentinel(settings, Registry(scope=self.registry.scope, systems=(system,)), self.clock)
+        # The same rules and store connection (and its outbox hook), not re-read or re-opened.
+        sub.__dict__["rules"], sub.__dict__["store"] = self.rules, self.store
+        try:
+            outcome = await sub.sweep(net, only=wanted)
+        finally:
+            sub.__dict__.pop("store")
+            sub.close()
+        after = self.store.get_finding(finding.id) or finding
+        if after.status == finding.status and after.status_reason == finding.status_reason:
+            errors = [o.error for o in outcome.observations if o.status.value == "error" and o.error]
+            why = f"re-check could not tell ({errors[0]})" if errors else "re-check could not tell"
+            self.tracker.note(
+                after, "sentinel", f"{why}; it stays {after.status.value} until a sweep sees it", self.clock()
+            )
+        return self.store.get_finding(finding.id) or after
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,13 +16,16 @@ from rich.text import Text
 from sentinel.app import Sentinel
 from sentinel.cli.common import EXIT_OK, SEVERITY_STYLE, age, build_app, console, registry_option, settings_options
 from sentinel.cli.findings_cmd import status_text
-from sentinel.models import FindingStatus, Severity
+from sentinel.models import Finding, Severity
+from sentinel.models.finding import ACTIVE_STATUSES
+
+
+def _active(app: Sentinel, min_severity: Severity | None) -> list[Finding]:
+    return app.store.list_findings(statuses=list(ACTIVE_STATUSES), min_severity=min_severity)
 
 
 def alerts_view(app: Sentinel, min_severity: Severity | None, limit: int) -> Group:
-    found = app.store.list_findings(
-        statuses=[FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED], min_severity=min_severity
-    )
+    found = _active(app, min_severity)
     found.sort(key=lambda f: (f.severity.rank, f.first_seen), reverse=True)
     counts = {s: sum(1 for f in found if f.severity == s) for s in Severity}
     header = Text("Open findings  ")
@@ -50,6 +54,40 @@ def alerts_view(app: Sentinel, min_severity: Severity | None, limit: int) -> Gro
     return Group(header, table)
 
 
+def _line(event: str, f: Finding, owner: str) -> str:
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "\t".join([at, event, f.id[:12], f.severity.value, f.status.value, f.system_id, owner, f.title, f.target])
+
+
+def _follow_lines(app: Sentinel, min_severity: Severity | None, interval: float) -> None:
+    """Tab-separated lines, flushed as they happen: every active finding once (`active`), then `new`, `status`
+    (a change such as acknowledged or rectified) and `closed` (resolved or suppressed) as later polls see them."""
+    registry = app.registry if app.settings.registry is not None else None
+
+    def owner(f: Finding) -> str:
+        return registry.by_id[f.system_id].owner.department if registry and f.system_id in registry.by_id else ""
+
+    known: dict[str, Finding] = {}
+    first = True
+    while True:
+        current = {f.id: f for f in _active(app, min_severity)}
+        lines = []
+        for fid, f in current.items():
+            old = known.get(fid)
+            if old is None:
+                lines.append(_line("active" if first else "new", f, owner(f)))
+            elif old.status != f.status:
+                lines.append(_line("status", f, owner(f)))
+        for fid in known.keys() - current.keys():
+            gone = app.store.get_finding(fid) or known[fid]
+            lines.append(_line("closed", gone, owner(gone)))
+        if lines:
+            click.echo("\n".join(lines))
+            sys.stdout.flush()
+        known, first = current, False
+        time.sleep(interval)
+
+
 @click.command()
 @settings_options
 @registry_option("Registry, to show each system's owning department.")
@@ -75,6 +113,9 @@ def alerts(
     try:
         if not follow:
             out.print(alerts_view(app, min_sev, limit))
+            return EXIT_OK
+        if not out.is_terminal:  # piped: a redrawn screen would print nothing; print one line per change instead
+            _follow_lines(app, min_sev, interval)
             return EXIT_OK
         with Live(alerts_view(app, min_sev, limit), console=out, refresh_per_second=1, screen=False) as live:
             while True:

@@ -1,7 +1,8 @@
-"""`sentinel findings list|show|history|exceptions|ack|resolve|suppress|reopen|accept-baseline`."""
+"""`sentinel findings list|show|history|exceptions|ack|rectify|resolve|suppress|reopen|accept-baseline`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from sentinel.app import Sentinel
+from sentinel.app import RecheckError, Sentinel
 from sentinel.cli.common import (
     EXIT_OK,
     SEVERITY_STYLE,
@@ -19,6 +20,7 @@ from sentinel.cli.common import (
     console,
     format_option,
     parse_when,
+    registry_option,
     render_findings,
     settings_options,
 )
@@ -143,7 +145,7 @@ def list_(
     else:
         names = set(statuses or ["active"])
         if "active" in names:
-            names |= {"open", "acknowledged"}
+            names |= {"open", "acknowledged", "rectified"}
         wanted = [s for s in FindingStatus if s.value in names]
     found = app.store.list_findings(
         statuses=wanted, min_severity=Severity(severity) if severity else None, system_ids=list(systems) or None
@@ -329,3 +331,47 @@ findings.add_command(
         "baseline and resolve the finding. Only for rules with 'change' or 'baseline'.",
     )
 )
+
+
+@findings.command()
+@click.argument("finding_id")
+@click.option("--note", required=True, help="What was done (recorded in the audit log).")
+@click.option("--planned", help="Planned completion date (ISO), when the fix is not done yet.")
+@click.option("--recheck", is_flag=True, help="Re-run the finding's probe on its target now (needs the registry).")
+@click.option("--by", "actor", help="Who is acting (default: settings 'actor' or $USER).")
+@registry_option("Registry (for --recheck).")
+@settings_options
+def rectify(
+    finding_id: str,
+    note: str,
+    planned: str | None,
+    recheck: bool,
+    actor: str | None,
+    registry_path: Path | None,
+    config_file: Path | None,
+    store: Path | None,
+) -> int:
+    """Record a rectification (整改); the finding stays 'rectified' until a sweep or --recheck verifies it (复核)."""
+    if not note.strip():
+        raise click.BadParameter("say what was done (it goes into the audit log)", param_hint="--note")
+    app = build_app(config_file, existing_store=True, store=store, actor=actor, registry=registry_path)
+    try:
+        f = _resolve_id(app, finding_id)
+        when = parse_when(planned)
+        now = datetime.now(UTC)
+        if when is not None and when.date() < now.date():
+            raise click.BadParameter("must not be in the past", param_hint="--planned")
+        try:
+            app.tracker.rectify(f, app.settings.actor, note.strip(), now, when)
+        except InvalidTransitionError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{f.id[:12]} {f.title}: now {f.status.value} (by {app.settings.actor}: {note.strip()})")
+        if recheck:
+            try:
+                after = asyncio.run(app.recheck(f.id, app.settings.actor))
+            except RecheckError as exc:
+                raise click.ClickException(f"re-check not run: {exc.message}") from None
+            click.echo(f"{f.id[:12]} re-check: now {after.status.value} ({after.status_reason})")
+        return EXIT_OK
+    finally:
+        app.close()

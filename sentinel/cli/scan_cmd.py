@@ -19,8 +19,26 @@ from sentinel.cli.common import (
     settings_options,
     shard_option,
 )
+from sentinel.collectors.runner import SweepProgress
 from sentinel.models import Finding, FindingStatus, Severity
+from sentinel.reports.progress import ProgressReporter
 from sentinel.sinks import SweepOutcome
+
+
+class ScanProgress(ProgressReporter):
+    """The shared reporter, fed by the runner as jobs finish, with the findings seen so far in the bar and line."""
+
+    findings = 0
+
+    def line(self, now: float) -> str:
+        return f"{super().line(now)}, {self.findings} findings so far"
+
+    def update(self, state: SweepProgress) -> None:
+        self.findings = state.findings
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, description=f"{self.label} ({state.findings} findings)")
+        if state.done > self.done:
+            self.advance(state.done - self.done)
 
 
 @click.command()
@@ -58,7 +76,11 @@ def scan(
     try:
         if dry_run:
             return _dry_run(app)
-        outcome = app.scan()
+        app.validate()
+        total = len(app.plan())
+        progress = ScanProgress("scan", total)
+        with progress:
+            outcome = app.scan(progress=progress.update)
         shown = _sweep_findings(app, outcome)
         if fmt == "table":
             _summary(app, outcome)
@@ -97,7 +119,8 @@ def _summary(app: Sentinel, outcome: SweepOutcome) -> None:
 
 def _dry_run(app: Sentinel) -> int:
     app.validate()
-    planned = app.plan()
+    with ProgressReporter("planning", len(app.registry.systems)) as progress:
+        planned = app.plan(on_system=lambda _: progress.advance())
     total = 0
     out = console()
     out.print(f"Dry run: {len(planned)} jobs; nothing will be sent.")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sentinel.collectors.base import Probe, ProbeJob
@@ -23,9 +24,43 @@ class PlannedJob:
     job: ProbeJob
 
 
-def plan_sweep(registry: Registry, probes: Sequence[Probe], shuffle_seed: int | None = None) -> list[PlannedJob]:
-    """All jobs of one sweep, in a shuffled order so no target sees a burst of consecutive probes."""
-    planned = [PlannedJob(p, job) for system in registry.systems for p in probes for job in p.plan(system)]
+@dataclass
+class SweepProgress:
+    """How far a sweep is, counted as its jobs finish (never estimated): what progress bars, the sweep audit
+    record and /metrics read. `findings` counts problems the stateless rules saw in finished jobs so far."""
+
+    total: int
+    done: int = 0
+    observations: int = 0
+    errors: int = 0
+    findings: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def eta_seconds(self, now: float | None = None) -> float | None:
+        elapsed = (time.monotonic() if now is None else now) - self.started
+        if not self.done or self.done >= self.total:
+            return None
+        return elapsed / self.done * (self.total - self.done)
+
+
+#: called after each finished job with the job and the observations it produced
+JobDone = Callable[[PlannedJob, list[Observation]], None]
+
+
+def plan_sweep(
+    registry: Registry,
+    probes: Sequence[Probe],
+    shuffle_seed: int | None = None,
+    on_system: Callable[[int], None] | None = None,
+) -> list[PlannedJob]:
+    """All jobs of one sweep, in a shuffled order so no target sees a burst of consecutive probes.
+    `on_system(jobs)` is called as each system is planned (the dry run of a large estate shows progress)."""
+    planned: list[PlannedJob] = []
+    for system in registry.systems:
+        before = len(planned)
+        planned.extend(PlannedJob(p, job) for p in probes for job in p.plan(system))
+        if on_system is not None:
+            on_system(len(planned) - before)
     random.Random(shuffle_seed).shuffle(planned)
     return planned
 
@@ -64,13 +99,23 @@ async def run_job(planned: PlannedJob, net: ScopedNetwork, timeout: float) -> li
 
 
 async def run_sweep_jobs(
-    planned: Iterable[PlannedJob], net: ScopedNetwork, max_jobs: int, job_timeout: float
+    planned: Iterable[PlannedJob],
+    net: ScopedNetwork,
+    max_jobs: int,
+    job_timeout: float,
+    on_done: JobDone | None = None,
 ) -> list[Observation]:
     slots = asyncio.Semaphore(max_jobs)
 
     async def bounded(p: PlannedJob) -> list[Observation]:
         async with slots:
-            return await run_job(p, net, job_timeout)
+            found = await run_job(p, net, job_timeout)
+        if on_done is not None:
+            try:
+                on_done(p, found)
+            except Exception:  # a failing progress display must not lose the sweep's observations
+                log.exception("progress callback failed")
+        return found
 
     results = await asyncio.gather(*(bounded(p) for p in planned))
     return [obs for batch in results for obs in batch]

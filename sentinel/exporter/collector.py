@@ -9,8 +9,10 @@ exposition or parsers; the two give identical samples (tests/test_metrics_export
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -117,6 +119,73 @@ def snapshot_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -
     yield from _sweep_families(snap)
 
 
+def estate_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -> Iterator[Family]:
+    """The estate at a glance, by tier only: what an anonymous scraper may see when web users are configured
+    (no system, department or category labels)."""
+    systems = Family.gauge("sentinel_estate_systems", "Registered systems by tier.", labels=["tier"])
+    for tier, n in sorted(Counter(lab.tier for lab in labels.values()).items()):
+        systems.add([tier], n)
+    yield systems
+    up_by_system: dict[str, bool] = {}
+    for p in snap.probes:
+        if p.probe in REACHABILITY_PROBES:
+            up_by_system[p.system_id] = up_by_system.get(p.system_id, True) and p.reachable
+    up = Family.gauge(
+        "sentinel_estate_systems_up", "Systems that answered their reachability probes, by tier.", labels=["tier"]
+    )
+    down = Family.gauge(
+        "sentinel_estate_systems_down", "Systems that did not answer a reachability probe, by tier.", labels=["tier"]
+    )
+    ups: Counter[str] = Counter()
+    downs: Counter[str] = Counter()
+    for sid, ok in up_by_system.items():
+        (ups if ok else downs)[_placement(labels, sid)[0]] += 1
+    for tier in sorted(set(ups) | set(downs)):
+        up.add([tier], ups[tier])
+        down.add([tier], downs[tier])
+    yield up
+    yield down
+    open_ = Family.gauge(
+        "sentinel_estate_findings_open",
+        "Active findings (open, acknowledged, rectified) by tier and severity.",
+        labels=["tier", "severity"],
+    )
+    counts: Counter[tuple[str, str]] = Counter()
+    for f in snap.findings:
+        counts[(_placement(labels, f.system_id)[0], f.severity)] += f.count
+    for (tier, severity), n in sorted(counts.items()):
+        open_.add([tier, severity], n)
+    yield open_
+
+
+def sweep_progress_families(store: SqliteStore) -> Iterator[Family]:
+    """Sweeps running now (`sentinel run` slices, `sentinel scan`): jobs planned and done, findings seen so far,
+    as their runners report them to the store. Read at every scrape (a dead sweep stops counting after 5 min)."""
+    running = store.running_sweeps(datetime.now(UTC))
+    gauges = [
+        ("sentinel_sweeps_running", "Sweeps in progress.", float(len(running))),
+        (
+            "sentinel_sweep_jobs_planned",
+            "Jobs planned by the sweeps in progress.",
+            float(sum(r["planned_jobs"] for r in running)),
+        ),
+        (
+            "sentinel_sweep_jobs_done",
+            "Jobs finished so far by the sweeps in progress.",
+            float(sum(r["done_jobs"] for r in running)),
+        ),
+        (
+            "sentinel_sweep_findings_seen",
+            "Problems the stateless rules saw so far in the sweeps in progress (final findings come at the end).",
+            float(sum(r["findings_seen"] for r in running)),
+        ),
+    ]
+    for name, doc, value in gauges:
+        family = Family.gauge(name, doc)
+        family.add([], value)
+        yield family
+
+
 def _sweep_families(snap: StoreSnapshot) -> Iterator[Family]:
     s = snap.sweeps
     started = Family.counter("sentinel_sweeps_started", "Sweeps started (audit records written).")
@@ -145,6 +214,16 @@ def _sweep_families(snap: StoreSnapshot) -> Iterator[Family]:
         yield family
 
 
+def all_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -> Iterator[Family]:
+    yield from snapshot_families(snap, labels)
+    yield from estate_families(snap, labels)
+
+
+def public_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -> Iterator[Family]:
+    yield from estate_families(snap, labels)
+    yield from _sweep_families(snap)
+
+
 class StoreExporter:
     """Reads the store once per scrape and renders the exposition.
 
@@ -164,7 +243,7 @@ class StoreExporter:
         self._labels = system_labels(registry)
         self._live = list(live)
         self.lock = threading.Lock()
-        self._cached: tuple[tuple[int, int], bytes] | None = None
+        self._cached: dict[bool, tuple[tuple[int, int], bytes]] = {}
 
     def _version(self) -> tuple[int, int]:
         db = self.store.connection
@@ -172,21 +251,25 @@ class StoreExporter:
 
     def families(self) -> list[Family]:
         with self.lock:
-            families = list(snapshot_families(read_snapshot(self.store.connection), self._labels))
-            return families + self._live_families()
+            families = list(all_families(read_snapshot(self.store.connection), self._labels))
+            return families + self._live_families() + list(sweep_progress_families(self.store))
 
     def _live_families(self) -> list[Family]:
         return [family for source in self._live for family in source(self.store)]
 
-    def render(self, use_cache: bool = True) -> bytes:
+    def render(self, use_cache: bool = True, detail: bool = True) -> bytes:
+        """The exposition; `detail=False`: estate-level families only (no system or department labels)."""
         with self.lock:
             version = self._version()
-            if use_cache and self._cached is not None and self._cached[0] == version:
-                body = self._cached[1]
+            cached = self._cached.get(detail)
+            if use_cache and cached is not None and cached[0] == version:
+                body = cached[1]
             else:
-                body = render_families(snapshot_families(read_snapshot(self.store.connection), self._labels))
-                self._cached = (version, body)  # the version read before: a commit during the read re-renders
-            return body + render_families(self._live_families())
+                source = all_families if detail else public_families
+                body = render_families(source(read_snapshot(self.store.connection), self._labels))
+                self._cached[detail] = (version, body)  # the version read before: a commit during the read re-renders
+            live = self._live_families() if detail else []
+            return body + render_families([*live, *sweep_progress_families(self.store)])
 
 
 class StoreCollector(Collector):

@@ -38,7 +38,7 @@ _CERTS_SQL = """SELECT system_id, MIN(json_extract(data, '$."cert.not_after"')) 
     GROUP BY system_id"""
 
 _FINDINGS_SQL = """SELECT system_id, severity, category, status, COUNT(*) FROM findings
-    WHERE status IN ('open', 'acknowledged') GROUP BY system_id, severity, category, status"""
+    WHERE status IN ('open', 'acknowledged', 'rectified') GROUP BY system_id, severity, category, status"""
 
 
 def _timestamp(text: str | None) -> float | None:

@@ -29,6 +29,7 @@ from sentinel.errors import InputError, Problem
 from sentinel.findings.lifecycle import LifecycleEvent
 from sentinel.findings.tracker import SYSTEM_ACTOR, FindingTracker
 from sentinel.models import Finding, FindingStatus
+from sentinel.models.finding import ACTIVE_STATUSES
 from sentinel.yamlio import LineDict, LineList, load_yaml_file, validation_problems
 
 ACTOR_PREFIX = "exception:"
@@ -118,7 +119,7 @@ def apply_exceptions(tracker: FindingTracker, exceptions: Iterable[RiskException
     by_id = {e.id: e for e in active}
     changes = ExceptionChanges()
     rules = sorted({e.rule for e in active})
-    candidates = tracker.store.list_findings(statuses=[FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED], rule_ids=rules)
+    candidates = tracker.store.list_findings(statuses=list(ACTIVE_STATUSES), rule_ids=rules)
     for f in candidates if rules else []:
         match = next((e for e in active if e.matches(f)), None)
         if match is not None:

@@ -8,6 +8,7 @@ from sentinel.errors import SentinelError
 from sentinel.models import FindingStatus
 
 OPEN, ACK, RES, SUP = FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED, FindingStatus.RESOLVED, FindingStatus.SUPPRESSED
+RECT = FindingStatus.RECTIFIED
 
 
 class LifecycleEvent(StrEnum):
@@ -19,6 +20,7 @@ class LifecycleEvent(StrEnum):
     UNSUPPRESS = "unsuppress"  # the suppression was lifted or expired
     REOPEN = "reopen"  # an operator reopens by hand
     ACCEPT_BASELINE = "accept_baseline"  # an operator accepts the changed value as the rule's new baseline
+    RECTIFY = "rectify"  # the owner says it is fixed (整改); a sweep or re-check verifies it (复核)
 
 
 class InvalidTransitionError(SentinelError):
@@ -48,7 +50,20 @@ TRANSITIONS: dict[tuple[FindingStatus | None, LifecycleEvent], FindingStatus] = 
     (ACK, LifecycleEvent.ACCEPT_BASELINE): RES,
     (RES, LifecycleEvent.REOPEN): OPEN,
     (ACK, LifecycleEvent.REOPEN): OPEN,
+    # 通报 → 整改 → 复核: the owner records the fix; only evidence closes it
+    (OPEN, LifecycleEvent.RECTIFY): RECT,
+    (ACK, LifecycleEvent.RECTIFY): RECT,
+    (RECT, LifecycleEvent.RECTIFY): RECT,  # a new note or planned date
+    (RECT, LifecycleEvent.DETECTED): ACK,  # still there: back to the owner, who has it on their list
+    (RECT, LifecycleEvent.CLEARED): RES,  # verified
+    (RECT, LifecycleEvent.RESOLVE): RES,
+    (RECT, LifecycleEvent.SUPPRESS): SUP,
+    (RECT, LifecycleEvent.REOPEN): OPEN,
+    (RECT, LifecycleEvent.ACCEPT_BASELINE): RES,
 }
+
+#: events an owner may apply to their own department's findings; the rest are the SOC operators'
+OWNER_EVENTS = frozenset({LifecycleEvent.ACKNOWLEDGE, LifecycleEvent.RECTIFY})
 
 
 def next_status(current: FindingStatus | None, event: LifecycleEvent) -> FindingStatus:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # the store imports sinks, which import the tracker: keep thi
     from sentinel.store import SqliteStore
 
 SYSTEM_ACTOR = "sentinel"
+STILL_THERE = "re-check still shows the problem"
+VERIFIED = "verified: the condition is no longer observed"
 
 
 @dataclass
@@ -27,6 +29,8 @@ class ApplyResult:
     reopened: list[Finding] = field(default_factory=list)
     #: active findings that became stale this sweep: observed, but the rule could not tell (not "touched")
     stale: list[Finding] = field(default_factory=list)
+    #: rectified findings that were seen again (also in `updated`): back to acknowledged, the owner's again
+    not_fixed: list[Finding] = field(default_factory=list)
 
     @property
     def touched(self) -> list[Finding]:
@@ -97,6 +101,12 @@ class FindingTracker:
                     f.status_by = SYSTEM_ACTOR
                     result.reopened.append(f)
                     events.append((fid, now, SYSTEM_ACTOR, old.status.value, status.value, f.status_reason))
+                elif old.status == FindingStatus.RECTIFIED:
+                    # 复核 failed: back on the owner's list, with why
+                    f.status_reason, f.status_by = STILL_THERE, SYSTEM_ACTOR
+                    result.updated.append(f)
+                    result.not_fixed.append(f)
+                    events.append((fid, now, SYSTEM_ACTOR, old.status.value, status.value, STILL_THERE))
                 else:
                     result.updated.append(f)
                 f.status = status
@@ -108,9 +118,10 @@ class FindingTracker:
                 continue
             status = next_status(old.status, LifecycleEvent.CLEARED)
             if status != old.status:
-                events.append((fid, now, SYSTEM_ACTOR, old.status.value, status.value, "condition no longer observed"))
+                why = VERIFIED if old.status == FindingStatus.RECTIFIED else "condition no longer observed"
+                events.append((fid, now, SYSTEM_ACTOR, old.status.value, status.value, why))
                 old.status, old.resolved_at = status, now
-                old.status_reason, old.status_by = "condition no longer observed", SYSTEM_ACTOR
+                old.status_reason, old.status_by = why, SYSTEM_ACTOR
                 old.stale_since = None
                 result.resolved.append(old)
                 changed.append(old)
@@ -124,7 +135,7 @@ class FindingTracker:
             changed.append(old)
 
         with self.store.transaction():
-            self.store.save_findings(changed)
+            self.store.save_findings(changed, at=now)
             self.store.add_events(events)
         return result
 
@@ -155,6 +166,19 @@ class FindingTracker:
         self._transition(finding, event, actor, reason, now, until)
         return finding
 
+    def note(self, finding: Finding, actor: str, reason: str, now: datetime) -> None:
+        """A step that changes no status (a re-check requested, one that could not tell), kept in the history."""
+        status = finding.status.value
+        self.store.add_events([(finding.id, now, actor, status, status, reason)])
+
+    def rectify(
+        self, finding: Finding, actor: str, note: str, now: datetime, planned: datetime | None = None
+    ) -> Finding:
+        """The owner records the fix (整改): the finding waits, rectified, for a sweep or a re-check to verify it."""
+        reason = note if planned is None else f"{note} (planned: {planned.date().isoformat()})"
+        self._transition(finding, LifecycleEvent.RECTIFY, actor, reason, now, planned_fix=planned)
+        return finding
+
     def _transition(
         self,
         f: Finding,
@@ -163,6 +187,7 @@ class FindingTracker:
         reason: str,
         now: datetime,
         until: datetime | None = None,
+        planned_fix: datetime | None = None,
     ) -> None:
         # Decide on the row as it is now, inside the write transaction: the caller's copy may be stale
         # (another operator, or a sweep, may have changed it since it was read).
@@ -181,7 +206,9 @@ class FindingTracker:
                 current.resolved_at = now
             elif event in (LifecycleEvent.REOPEN, LifecycleEvent.UNSUPPRESS):
                 current.resolved_at = None
-            self.store.save_findings([current])
+            if event == LifecycleEvent.RECTIFY:
+                current.planned_fix = planned_fix
+            self.store.save_findings([current], at=now)
             self.store.add_events([(f.id, now, actor, old.value, current.status.value, reason)])
         for name in f.__slots__:
             setattr(f, name, getattr(current, name))

@@ -32,10 +32,16 @@ class FindingStatus(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     SUPPRESSED = "suppressed"
+    #: the owner says it is fixed; it stays active until a sweep or a re-check shows it gone (or still there)
+    RECTIFIED = "rectified"
 
     @property
     def is_active(self) -> bool:
-        return self in (FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED)
+        return self in ACTIVE_STATUSES
+
+
+#: statuses of a finding that still needs work (open, taken on, or fixed but not yet verified)
+ACTIVE_STATUSES = (FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED, FindingStatus.RECTIFIED)
 
 
 def fingerprint(rule_id: str, system_id: str, target: str) -> str:
@@ -67,6 +73,8 @@ class Finding:
     #: Since when the sweeps observed the target but could not confirm the problem (precondition not met,
     #: probe error): the finding stays as it is, last confirmed at `last_seen`. None: confirmed by the last look.
     stale_since: datetime | None = None
+    #: the owner's planned rectification date (通报 → 整改), if they gave one
+    planned_fix: datetime | None = None
 
     @property
     def is_stale(self) -> bool:
@@ -95,4 +103,5 @@ class Finding:
             "regression": self.regression,
             "stale_since": self.stale_since.isoformat() if self.stale_since else None,
             "last_confirmed": self.last_seen.isoformat(),
+            "planned_fix": self.planned_fix.isoformat() if self.planned_fix else None,
         }

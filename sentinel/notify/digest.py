@@ -87,13 +87,16 @@ def recipients(registry: Registry, webhook_departments: list[str | None]) -> lis
     return out
 
 
-def events_for(findings: list[Finding]) -> list[Event]:
+def events_for(findings: list[Finding], overdue: frozenset[str] = frozenset()) -> list[Event]:
+    """`overdue`: ids of active findings past their SLA; each is escalated once (its key holds first_seen)."""
     events = []
     for f in findings:
         if f.status == FindingStatus.RESOLVED:
             events.append(Event("resolved", f))
-        elif f.status in (FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED):
+        elif f.status.is_active:
             events.append(Event("reopened" if f.regression else "new", f))
+            if f.id in overdue:
+                events.append(Event("overdue", f))
     return events
 
 
@@ -146,6 +149,7 @@ def due_digests(
     immediate_severity: Severity,
     digest_every: timedelta,
     max_per_hour: int,
+    overdue: frozenset[str] = frozenset(),
 ) -> list[Digest]:
     """The digests to send now: immediate ones for severe events, periodic ones for the rest."""
     by_system: dict[str, list[Finding]] = defaultdict(list)
@@ -156,7 +160,9 @@ def due_digests(
         sent = ledger.sent_keys(r.key)
         own = [f for sid in sorted(r.system_ids) for f in by_system.get(sid, [])]
         told = ledger.told_findings(r.key)
-        pending = [e for e in events_for(own) if e.key not in sent and (e.kind != "resolved" or e.finding.id in told)]
+        pending = [
+            e for e in events_for(own, overdue) if e.key not in sent and (e.kind != "resolved" or e.finding.id in told)
+        ]
         if not pending:
             continue
         if ledger.sent_in_last_hour(r.key, now) >= max_per_hour:

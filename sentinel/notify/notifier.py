@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sentinel.findings.policy import FindingsSettings, is_overdue
 from sentinel.models import FindingStatus
+from sentinel.models.finding import ACTIVE_STATUSES
 from sentinel.notify import render
 from sentinel.notify.channels import DeliveryError, post_webhook, send_mail
 from sentinel.notify.digest import Digest, Ledger, due_digests, recipients
@@ -42,7 +44,11 @@ class Notifier:
         registry: Registry,
         store: SqliteStore,
         sleep: Callable[[float], None] = time.sleep,
+        policy: FindingsSettings | None = None,
     ) -> None:
+        """`policy`: the findings SLA; given, findings past their due date are escalated to their owners once
+        (an "overdue" event in the next digest). `sentinel run` and `sentinel notify` pass `settings.findings`."""
+        self.policy = policy
         self.settings = settings
         self.registry = registry
         self.store = store
@@ -54,9 +60,11 @@ class Notifier:
         if self.settings.smtp is None:
             targets = [t for t in targets if not t.key.startswith("mail:")]
         findings = self.store.list_findings(
-            statuses=[FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED, FindingStatus.RESOLVED],
+            statuses=[*ACTIVE_STATUSES, FindingStatus.RESOLVED],
             system_ids=[s.id for s in self.registry.systems],
         )
+        policy = self.policy
+        overdue = frozenset(f.id for f in findings if policy is not None and is_overdue(f, policy, now))
         return due_digests(
             self.ledger,
             targets,
@@ -65,6 +73,7 @@ class Notifier:
             self.settings.immediate_severity,
             timedelta(hours=self.settings.digest_hours),
             self.settings.max_per_hour,
+            overdue,
         )
 
     def run(self, now: datetime, dry_run: bool = False) -> NotifyReport:

@@ -15,6 +15,7 @@ LABELS: dict[str, dict[str, str]] = {
         "reopened": "再次出现",
         "resolved": "已解决",
         "overdue": "已超期",
+        "overdue_subject": "，{n} 个已超期未整改",
         "system": "系统",
         "target": "目标",
         "severity": "严重性",
@@ -29,6 +30,7 @@ LABELS: dict[str, dict[str, str]] = {
         "reopened": "Seen again",
         "resolved": "Resolved",
         "overdue": "Overdue",
+        "overdue_subject": ", {n} overdue",
         "system": "System",
         "target": "Target",
         "severity": "Severity",
@@ -55,12 +57,14 @@ def subject(digest: Digest, registry: Registry, lang: str) -> str:
     counts = digest.counts
     if digest.immediate:
         return t["urgent"].format(dept=_dept(digest, registry), n=len(digest.events))
-    return t["subject"].format(
+    text = t["subject"].format(
         dept=_dept(digest, registry),
         new=counts.get("new", 0),
         reopened=counts.get("reopened", 0),
         resolved=counts.get("resolved", 0),
     )
+    late = counts.get("overdue", 0)
+    return text + (t["overdue_subject"].format(n=late) if late else "")
 
 
 def _line_items(e: Event, registry: Registry, lang: str) -> list[tuple[str, str]]:

@@ -68,6 +68,42 @@ CORE: list[list[str]] = [
     ],
     # 2: an active finding the sweeps could not confirm (issue 11): shown as stale, never resolved for it
     ["ALTER TABLE findings ADD COLUMN stale_since TEXT"],
+    # 3 (issue 13): the owner's planned fix date; sweep progress; aggregates that keep the overview fast
+    [
+        "ALTER TABLE findings ADD COLUMN planned_fix TEXT",
+        # covering indexes: the overview's counts never read the (large) finding rows
+        "CREATE INDEX findings_first_seen ON findings (first_seen, system_id, rule_id, category)",
+        "CREATE INDEX findings_active ON findings (status, system_id, severity)",
+        "CREATE INDEX findings_stale ON findings (stale_since, status, system_id) WHERE stale_since IS NOT NULL",
+        "CREATE INDEX findings_rule ON findings (rule_id)",
+        "CREATE INDEX finding_events_at ON finding_events (at)",
+        "ALTER TABLE sweeps ADD COLUMN done_jobs INTEGER",
+        "ALTER TABLE sweeps ADD COLUMN findings_seen INTEGER",
+        "ALTER TABLE sweeps ADD COLUMN progress_at TEXT",
+        # reachability observations per hour and system: availability over 24 h / 7 d without a history table
+        """CREATE TABLE availability_hourly (
+            hour TEXT NOT NULL,
+            system_id TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            PRIMARY KEY (hour, system_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE availability_daily (
+            day TEXT NOT NULL,
+            system_id TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            PRIMARY KEY (day, system_id)
+        ) WITHOUT ROWID""",
+        # active findings per day, system and severity, as of the day's last write: the trend chart
+        """CREATE TABLE findings_daily (
+            day TEXT NOT NULL,
+            system_id TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            active INTEGER NOT NULL,
+            PRIMARY KEY (day, system_id, severity)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 

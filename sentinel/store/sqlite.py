@@ -6,13 +6,21 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sentinel.errors import StoreError
 from sentinel.models import Finding, FindingStatus, Observation, Severity
+from sentinel.models.finding import ACTIVE_STATUSES
 from sentinel.store.migrations import SCHEMAS
+
+#: observation kinds that say whether a system answered (availability), and the error kinds that mean "it did not"
+REACHABILITY_KINDS = ("host", "http", "icmp")
+UNREACHABLE_ERRORS = frozenset({"timeout", "connect", "refused", "dns", "network"})
+_ACTIVE_SQL = "(" + ",".join(f"'{s.value}'" for s in ACTIVE_STATUSES) + ")"
+_SEVERITY_RANK_SQL = "CASE severity " + " ".join(f"WHEN '{s.value}' THEN {s.rank}" for s in Severity) + " ELSE -1 END"
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -25,7 +33,8 @@ def _dt(value: str | None) -> datetime | None:
 
 _FINDING_COLUMNS = (
     "id, rule_id, title, severity, category, system_id, target, status, first_seen, last_seen, occurrences,"
-    " evidence, controls, remediation, status_reason, status_by, suppressed_until, resolved_at, regression, stale_since"
+    " evidence, controls, remediation, status_reason, status_by, suppressed_until, resolved_at, regression,"
+    " stale_since, planned_fix"
 )
 
 
@@ -51,6 +60,7 @@ def _finding_row(f: Finding) -> tuple[Any, ...]:
         _ts(f.resolved_at),
         int(f.regression),
         _ts(f.stale_since),
+        _ts(f.planned_fix),
     )
 
 
@@ -76,7 +86,65 @@ def _finding_from(row: sqlite3.Row) -> Finding:
         resolved_at=_dt(row["resolved_at"]),
         regression=bool(row["regression"]),
         stale_since=_dt(row["stale_since"]),
+        planned_fix=_dt(row["planned_fix"]),
     )
+
+
+@dataclass(frozen=True)
+class FindingQuery:
+    """A filter over findings, turned into SQL so pages read only the rows they show."""
+
+    statuses: Sequence[FindingStatus] | None = None
+    min_severity: Severity | None = None
+    severities: Sequence[Severity] | None = None
+    system_ids: Sequence[str] | None = None
+    rule_ids: Sequence[str] | None = None
+    categories: Sequence[str] | None = None
+    text: str | None = None
+    first_seen_after: datetime | None = None
+    first_seen_before: datetime | None = None
+    #: overdue: active and first seen before the severity's deadline (severity -> first_seen cut-off)
+    overdue_cutoffs: dict[Severity, datetime] | None = None
+    stale: bool | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+
+        def among(column: str, values: Sequence[Any]) -> None:
+            where.append(f"{column} IN ({','.join('?' * len(values))})" if values else "0")
+            args.extend(values)
+
+        if self.statuses is not None:
+            among("status", [s.value for s in self.statuses])
+        if self.min_severity is not None:
+            among("severity", [s.value for s in Severity if s.at_least(self.min_severity)])
+        if self.severities is not None:
+            among("severity", [s.value for s in self.severities])
+        if self.system_ids is not None:
+            among("system_id", list(self.system_ids))
+        if self.rule_ids is not None:
+            among("rule_id", list(self.rule_ids))
+        if self.categories is not None:
+            among("category", list(self.categories))
+        if self.text:
+            needle = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(title LIKE ? ESCAPE '\\' OR target LIKE ? ESCAPE '\\' OR rule_id LIKE ? ESCAPE '\\')")
+            args.extend([needle] * 3)
+        if self.first_seen_after is not None:
+            where.append("first_seen >= ?")
+            args.append(_ts(self.first_seen_after))
+        if self.first_seen_before is not None:
+            where.append("first_seen < ?")
+            args.append(_ts(self.first_seen_before))
+        if self.overdue_cutoffs is not None:
+            late = [(sev.value, _ts(cut)) for sev, cut in self.overdue_cutoffs.items()]
+            where.append(f"status IN {_ACTIVE_SQL}")
+            where.append("(" + " OR ".join("(severity = ? AND first_seen < ?)" for _ in late) + ")" if late else "0")
+            args.extend(v for pair in late for v in pair)
+        if self.stale is not None:
+            where.append("stale_since IS NOT NULL" if self.stale else "stale_since IS NULL")
+        return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
 #: Called inside the transaction that writes findings or observations: (connection, what, items).
@@ -222,14 +290,154 @@ class SqliteStore:
         found.sort(key=lambda f: (-f.severity.rank, f.system_id, f.rule_id, f.target))
         return found
 
-    def save_findings(self, findings: Iterable[Finding]) -> None:
+    def save_findings(self, findings: Iterable[Finding], at: datetime | None = None) -> None:
+        """Write findings; `at` (default: now) is the day whose active-findings snapshot they update."""
         items = list(findings)
         with self.transaction() as db:
             self._run_hooks("findings", items)
             db.executemany(
-                f"INSERT OR REPLACE INTO findings ({_FINDING_COLUMNS}) VALUES ({','.join('?' * 20)})",
+                f"INSERT OR REPLACE INTO findings ({_FINDING_COLUMNS}) VALUES ({','.join('?' * 21)})",
                 [_finding_row(f) for f in items],
             )
+            if items:
+                self._snapshot_active(db, {f.system_id for f in items}, at or datetime.now(UTC))
+
+    def _snapshot_active(self, db: sqlite3.Connection, system_ids: set[str], at: datetime) -> None:
+        """Keep `findings_daily` current: the day's first write snapshots every system (so untouched ones carry
+        over to the new day), later writes only the systems they touched."""
+        day = at.astimezone(UTC).date().isoformat()
+        if db.execute("SELECT 1 FROM findings_daily WHERE day = ? LIMIT 1", (day,)).fetchone() is None:
+            db.execute(
+                "INSERT OR REPLACE INTO findings_daily (day, system_id, severity, active)"
+                f" SELECT ?, system_id, severity, COUNT(*) FROM findings WHERE status IN {_ACTIVE_SQL}"
+                " GROUP BY system_id, severity",
+                (day,),
+            )
+            return
+        ids = sorted(system_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            db.execute(f"DELETE FROM findings_daily WHERE day = ? AND system_id IN ({marks})", [day, *chunk])
+            db.execute(
+                "INSERT INTO findings_daily (day, system_id, severity, active)"
+                f" SELECT ?, system_id, severity, COUNT(*) FROM findings WHERE status IN {_ACTIVE_SQL}"
+                f" AND system_id IN ({marks}) GROUP BY system_id, severity",
+                [day, *chunk],
+            )
+
+    # -- read models for the web view (aggregates in SQL: 30,000 findings are never all loaded) -------------
+    def query_findings(
+        self, query: FindingQuery, limit: int | None = None, offset: int = 0, order: str = "severity"
+    ) -> list[Finding]:
+        where, args = query.where()
+        orders = {
+            "severity": f"{_SEVERITY_RANK_SQL} DESC, first_seen DESC, id",
+            "newest": "first_seen DESC, id",
+            "oldest": "first_seen, id",
+            "last_seen": "last_seen DESC, id",
+        }
+        sql = f"SELECT {_FINDING_COLUMNS} FROM findings{where} ORDER BY {orders.get(order, orders['severity'])}"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args = [*args, limit, max(offset, 0)]
+        return [_finding_from(r) for r in self._db.execute(sql, args)]
+
+    def count_findings(self, query: FindingQuery) -> int:
+        where, args = query.where()
+        return int(self._db.execute(f"SELECT COUNT(*) FROM findings{where}", args).fetchone()[0])
+
+    def finding_counts(self, query: FindingQuery, *columns: str) -> list[tuple[Any, ...]]:
+        """COUNT(*) grouped by the given columns (system_id, severity, status, rule_id, category)."""
+        allowed = {"system_id", "severity", "status", "rule_id", "category"}
+        if not columns or not set(columns) <= allowed:
+            raise ValueError(f"group by one or more of {sorted(allowed)}")
+        where, args = query.where()
+        cols = ", ".join(columns)
+        return [
+            tuple(r) for r in self._db.execute(f"SELECT {cols}, COUNT(*) FROM findings{where} GROUP BY {cols}", args)
+        ]
+
+    def rule_ids(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT rule_id FROM findings ORDER BY rule_id")]
+
+    def events_for(self, finding_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The audit trail of several findings in one read."""
+        out: dict[str, list[dict[str, Any]]] = {fid: [] for fid in finding_ids}
+        ids = list(finding_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self._db.execute(
+                "SELECT finding_id, at, actor, from_status, to_status, reason FROM finding_events"
+                f" WHERE finding_id IN ({','.join('?' * len(chunk))}) ORDER BY seq",
+                chunk,
+            )
+            for r in rows:
+                out[r["finding_id"]].append({k: r[k] for k in ("at", "actor", "from_status", "to_status", "reason")})
+        return out
+
+    def reopened_since(self, since: datetime) -> list[tuple[str, str, str, str]]:
+        """(finding_id, system_id, rule_id, category) of findings that came back (resolved → open) since `since`."""
+        rows = self._db.execute(
+            "SELECT f.id, f.system_id, f.rule_id, f.category FROM finding_events e"
+            " JOIN findings f ON f.id = e.finding_id"
+            " WHERE e.at >= ? AND e.from_status = 'resolved' AND e.to_status = 'open'",
+            (_ts(since),),
+        )
+        return [tuple(r) for r in rows]
+
+    def active_trend(self, since: datetime, system_ids: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        """Active findings per day and severity, from the daily snapshots (day -> severity -> count)."""
+        sql = "SELECT day, severity, SUM(active) FROM findings_daily WHERE day >= ?"
+        args: list[Any] = [since.astimezone(UTC).date().isoformat()]
+        if system_ids is not None:
+            ids = list(system_ids)
+            sql += f" AND system_id IN ({','.join('?' * len(ids))})" if ids else " AND 0"
+            args.extend(ids)
+        out: dict[str, dict[str, int]] = {}
+        for day, severity, n in self._db.execute(sql + " GROUP BY day, severity", args):
+            out.setdefault(day, {})[severity] = int(n)
+        return out
+
+    def reachability(self) -> dict[str, tuple[bool, bool]]:
+        """Per system, from the latest reachability observations: (anything answered, anything failed to)."""
+        rows = self._db.execute(
+            "SELECT system_id, MAX(r), MIN(r) FROM (SELECT system_id, json_extract(data, '$.reachable') AS r"
+            f" FROM observations_latest WHERE kind IN ({','.join('?' * len(REACHABILITY_KINDS))}))"
+            " WHERE r IS NOT NULL GROUP BY system_id",
+            REACHABILITY_KINDS,
+        )
+        return {sid: (bool(hi), not bool(lo)) for sid, hi, lo in rows}
+
+    def certificates_expiring(self, within_days: float) -> list[dict[str, Any]]:
+        """TLS endpoints whose latest observation says the certificate expires within `within_days` (or has)."""
+        rows = self._db.execute(
+            "SELECT system_id, target, observed_at, json_extract(data, '$.\"cert.days_to_expiry\"') AS days,"
+            " json_extract(data, '$.\"cert.not_after\"') AS not_after FROM observations_latest"
+            " WHERE kind = 'tls' AND status = 'ok' AND days IS NOT NULL AND days < ? ORDER BY days",
+            (within_days,),
+        )
+        return [dict(r) for r in rows]
+
+    def probe_freshness(self) -> list[dict[str, Any]]:
+        """When each probe last observed anything, over how many targets, and how many of those are errors."""
+        rows = self._db.execute(
+            "SELECT probe, MAX(observed_at) AS last, MIN(observed_at) AS oldest, COUNT(*) AS targets,"
+            " SUM(status != 'ok') AS errors FROM observations_latest GROUP BY probe ORDER BY probe"
+        )
+        return [dict(r) for r in rows]
+
+    def availability(self, since: datetime) -> dict[str, tuple[int, int]]:
+        """Per system: (successful, all) reachability observations since `since`: by the hour for the last two
+        days, by the (UTC) day beyond that."""
+        since = since.astimezone(UTC)
+        if since >= datetime.now(UTC) - timedelta(days=1, hours=23):
+            sql = "SELECT system_id, SUM(ok), SUM(total) FROM availability_hourly WHERE hour >= ? GROUP BY system_id"
+            key = since.strftime("%Y-%m-%dT%H")
+        else:
+            sql = "SELECT system_id, SUM(ok), SUM(total) FROM availability_daily WHERE day >= ? GROUP BY system_id"
+            key = since.date().isoformat()
+        return {sid: (int(ok), int(total)) for sid, ok, total in self._db.execute(sql, (key,))}
 
     def add_events(self, events: Iterable[tuple[str, datetime, str, str | None, str, str | None]]) -> None:
         """Append lifecycle events: (finding_id, at, actor, from_status, to_status, reason)."""
@@ -270,6 +478,39 @@ class SqliteStore:
                     for o in items
                 ],
             )
+            self._count_availability(db, items)
+
+    @staticmethod
+    def _count_availability(db: sqlite3.Connection, items: Sequence[Observation]) -> None:
+        counts: dict[tuple[str, str], list[int]] = {}
+        for o in items:
+            if o.kind not in REACHABILITY_KINDS:
+                continue
+            if o.status.value == "ok":
+                ok = o.data.get("reachable", True) is not False
+            elif o.data.get("error_kind") in UNREACHABLE_ERRORS:
+                ok = False
+            else:  # out of scope, circuit open, a probe bug: says nothing about the system
+                continue
+            key = (o.observed_at.astimezone(UTC).strftime("%Y-%m-%dT%H"), o.system_id)
+            pair = counts.setdefault(key, [0, 0])
+            pair[0] += int(ok)
+            pair[1] += 1
+        rows = [(hour, sid, ok, total) for (hour, sid), (ok, total) in counts.items()]
+        db.executemany(
+            "INSERT INTO availability_hourly (hour, system_id, ok, total) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (hour, system_id) DO UPDATE SET ok = ok + excluded.ok, total = total + excluded.total",
+            rows,
+        )
+        # the same per day: a week is 7 rows per system, not 168
+        db.executemany(
+            "INSERT INTO availability_daily (day, system_id, ok, total) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (day, system_id) DO UPDATE SET ok = ok + excluded.ok, total = total + excluded.total",
+            [(hour[:10], sid, ok, total) for hour, sid, ok, total in rows],
+        )
+        if rows:  # hours older than two days are only needed as days
+            oldest = datetime.fromisoformat(min(h for h, *_ in rows) + ":00:00+00:00") - timedelta(days=2)
+            db.execute("DELETE FROM availability_hourly WHERE hour < ?", (oldest.strftime("%Y-%m-%dT%H"),))
 
     def latest_observations(self, system_id: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT kind, system_id, target, observed_at, probe, status, error, data FROM observations_latest"
@@ -299,6 +540,26 @@ class SqliteStore:
                 "UPDATE sweeps SET finished_at = ?, summary = ? WHERE id = ?",
                 (_ts(finished_at), json.dumps(summary, ensure_ascii=False), sweep_id),
             )
+
+    def sweep_progress(self, sweep_id: int, done_jobs: int, findings_seen: int, at: datetime) -> None:
+        """How far a running sweep is (written by the runner's progress callback, at most every few seconds)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE sweeps SET done_jobs = ?, findings_seen = ?, progress_at = ? WHERE id = ?",
+                (done_jobs, findings_seen, _ts(at), sweep_id),
+            )
+
+    def running_sweeps(self, now: datetime, heartbeat: timedelta = timedelta(minutes=5)) -> list[dict[str, Any]]:
+        """Sweeps that have not finished and reported progress (or started) within `heartbeat`: a process that
+        died mid-sweep leaves an unfinished record, which is not shown as running forever."""
+        since = _ts(now - heartbeat)
+        rows = self._db.execute(
+            "SELECT id, started_at, actor, planned_jobs, COALESCE(done_jobs, 0) AS done_jobs,"
+            " COALESCE(findings_seen, 0) AS findings_seen, progress_at FROM sweeps"
+            " WHERE finished_at IS NULL AND COALESCE(progress_at, started_at) >= ? ORDER BY id",
+            (since,),
+        )
+        return [dict(r) for r in rows]
 
     def sweeps(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._db.execute(

@@ -15,20 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 class Role(StrEnum):
     OPERATOR = "operator"  # sees everything, acts on findings
-    OWNER = "owner"  # sees only the department's systems, read-only
+    OWNER = "owner"  # sees only the department's systems; acknowledges and records rectifications
     AUDITOR = "auditor"  # sees everything, read-only, exports reports
     ADMIN = "admin"  # everything
 
 
 class Permission(StrEnum):
     VIEW_ALL = "view_all"
-    ACT = "act"
+    ACT = "act"  # suppress, accept risks and baselines, resolve, reopen: the SOC's decisions
+    REMEDIATE = "remediate"  # acknowledge and record a rectification (通报 → 整改), asking for a re-check (复核)
     EXPORT = "export"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.OPERATOR: frozenset({Permission.VIEW_ALL, Permission.ACT}),
-    Role.OWNER: frozenset(),
+    Role.OPERATOR: frozenset({Permission.VIEW_ALL, Permission.ACT, Permission.REMEDIATE}),
+    Role.OWNER: frozenset({Permission.REMEDIATE}),
     Role.AUDITOR: frozenset({Permission.VIEW_ALL, Permission.EXPORT}),
     Role.ADMIN: frozenset(Permission),
 }
@@ -95,6 +96,10 @@ class Authenticator:
         self._by_name = {u.name: u for u in self._by_token_hash.values()}
         self._secret = secret or secrets.token_bytes(32)
         self._session_seconds = session_seconds
+
+    @property
+    def has_users(self) -> bool:
+        return bool(self._by_token_hash)
 
     def by_token(self, token: str) -> User | None:
         digest = hashlib.sha256(token.encode()).digest()

@@ -7,6 +7,7 @@ import hmac
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -18,27 +19,48 @@ from sentinel.exporter.blackbox import ProbeRequestError, probe_families
 from sentinel.exporter.collector import FamilySource, StoreExporter
 from sentinel.exporter.family import render_families
 from sentinel.exporter.outbox import outbox_families
+from sentinel.models import Finding
 from sentinel.registry.models import Registry
 from sentinel.store import SqliteStore
-from sentinel.web.auth import Authenticator
+from sentinel.web.auth import Authenticator, Permission
 from sentinel.web.server import WebContext, add_web_routes
+
+if TYPE_CHECKING:
+    from sentinel.collectors.network import ScopedNetwork
 
 log = logging.getLogger(__name__)
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def add_metrics_routes(app: web.Application, exporter: StoreExporter, token: str | None = None) -> None:
-    """Prometheus exposition and the blackbox-compatible /probe, rendered off the event loop."""
+def add_metrics_routes(
+    app: web.Application, exporter: StoreExporter, token: str | None = None, auth: Authenticator | None = None
+) -> None:
+    """Prometheus exposition and the blackbox-compatible /probe, rendered off the event loop.
+
+    Who sees what: with `serve.metrics_token`, that token (or a web user who sees the whole estate) is needed.
+    Without one, but with web users configured, anonymous scrapers get the estate by tier only (per-system and
+    per-department detail needs a token: it is what the web view keeps from other departments). With neither,
+    /metrics is open as before (a metrics-only deployment)."""
+
+    def detail_allowed(request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "")
+        if token is not None and hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return True
+        if auth is not None and auth.has_users and given.startswith("Bearer "):
+            user = auth.by_token(given[7:].strip())
+            if user is not None and user.can(Permission.VIEW_ALL):
+                return True
+        return token is None and (auth is None or not auth.has_users)
 
     def allowed(request: web.Request) -> bool:
-        given = request.headers.get("Authorization", "")
-        return token is None or hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        return detail_allowed(request)
 
     async def metrics(request: web.Request) -> web.Response:
-        if not allowed(request):
+        detail = detail_allowed(request)
+        if not detail and token is not None:
             return web.Response(status=401, text="metrics need Authorization: Bearer TOKEN (serve.metrics_token)")
         try:
-            body = await asyncio.to_thread(exporter.render)
+            body = await asyncio.to_thread(exporter.render, True, detail)
         except sqlite3.Error as exc:
             log.error("reading the store for /metrics failed: %s", exc)
             return web.Response(status=503, text=f"the store cannot be read: {exc}")
@@ -46,7 +68,9 @@ def add_metrics_routes(app: web.Application, exporter: StoreExporter, token: str
 
     async def probe(request: web.Request) -> web.Response:
         if not allowed(request):
-            return web.Response(status=401, text="/probe needs Authorization: Bearer TOKEN (serve.metrics_token)")
+            return web.Response(
+                status=401, text="/probe needs Authorization: Bearer TOKEN (serve.metrics_token or a web user's)"
+            )
 
         def render() -> bytes:
             with exporter.lock:
@@ -74,16 +98,37 @@ def build_listener(
     registry: Callable[[], Registry | None],
     ready: Callable[[], bool] = lambda: True,
     compliance_interval: float = 60.0,
+    network: Callable[[], ScopedNetwork] | None = None,
 ) -> web.Application:
+    """`network`: the running monitor's shared ScopedNetwork, so an owner's re-check counts against the same
+    per-target rate limits and circuit breaker as the sweeps (without it each re-check gets its own)."""
     app = web.Application()
     current = registry()
+    auth: Authenticator | None = None
     if current is not None:
         web_store = SqliteStore(settings.store)
         try:
             auth = Authenticator(list(settings.web.users), session_seconds=int(settings.web.session_hours * 3600))
         except ValueError as exc:  # a token file or variable that cannot be read
             raise InputError([Problem("settings", None, f"web.{exc}")]) from None
-        add_web_routes(app, WebContext(web_store, lambda: registry() or current, auth, settings.web.language, ready))
+        first = current
+
+        def now_registry() -> Registry:
+            return registry() or first
+
+        async def recheck(finding_id: str, actor: str) -> Finding:
+            from sentinel.app import Sentinel
+
+            sentinel = Sentinel(settings, registry=now_registry())
+            try:
+                return await sentinel.recheck(finding_id, actor, net=network() if network is not None else None)
+            finally:
+                sentinel.close()
+
+        ctx = WebContext(
+            web_store, now_registry, auth, settings.web.language, ready, policy=settings.findings, recheck=recheck
+        )
+        add_web_routes(app, ctx)
         app.on_cleanup.append(_closer(web_store))
     metrics_store = SqliteStore(settings.store)  # its own connection: scrapes render in worker threads
     live: list[FamilySource] = [outbox_families]
@@ -95,7 +140,7 @@ def build_listener(
         compliance = ComplianceFamilies(settings.store, current, rules, interval=compliance_interval)
         live.append(compliance)
     token = settings.serve.metrics_token.get_secret_value() if settings.serve.metrics_token else None
-    add_metrics_routes(app, StoreExporter(metrics_store, current, live), token)
+    add_metrics_routes(app, StoreExporter(metrics_store, current, live), token, auth)
     if compliance is not None:
         started = compliance
 
