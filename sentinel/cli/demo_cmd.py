@@ -16,7 +16,8 @@ from sentinel.app import Sentinel
 from sentinel.cli.common import EXIT_OK, SEVERITY_STYLE, console, findings_table
 from sentinel.config.settings import CollectorSettings, Settings
 from sentinel.demo.estate import DemoEstate
-from sentinel.models import FindingStatus, Severity
+from sentinel.models import Severity
+from sentinel.models.finding import ACTIVE_STATUSES
 from sentinel.registry.loader import load_registry
 from sentinel.sinks import SweepOutcome
 
@@ -71,7 +72,7 @@ async def _run(folder: Path) -> tuple[Sentinel, SweepOutcome]:
 def _report(app: Sentinel, outcome: SweepOutcome, folder: Path) -> None:
     out = console()
     took = (outcome.finished_at - outcome.started_at).total_seconds()
-    active = app.store.list_findings(statuses=[FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED])
+    active = app.store.list_findings(statuses=list(ACTIVE_STATUSES))
     errors = sum(1 for o in outcome.observations if o.status.value == "error")
     out.print(
         f"Swept {len(app.registry.systems)} systems in {took:.1f} s: {len(outcome.observations)} observations, "

@@ -19,7 +19,13 @@ from sentinel.web.listener import build_listener
 
 def monitor_listener(monitor: Monitor) -> web.Application:
     """The HTTP side of the monitor: web view and API, /metrics, /probe, /healthz and /readyz (ready after a sweep)."""
-    return build_listener(monitor.current.settings, lambda: monitor.current.registry, ready=lambda: monitor.ready)
+    return build_listener(
+        monitor.current.settings,
+        lambda: monitor.current.registry,
+        ready=lambda: monitor.ready,
+        # owners' re-checks share the sweeps' rate limits; `current` changes on reload, so look it up late
+        network=lambda: monitor.current.network(),  # noqa: PLW0108
+    )
 
 
 @click.command()

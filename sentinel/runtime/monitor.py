@@ -204,7 +204,7 @@ class Monitor:
     def _notify_once(settings: Settings, registry: Registry) -> None:
         store = SqliteStore(settings.store)  # its own connection: this runs in a worker thread
         try:
-            report = Notifier(settings.notify, registry, store).run(datetime.now(UTC))
+            report = Notifier(settings.notify, registry, store, policy=settings.findings).run(datetime.now(UTC))
             for d in report.failed:
                 log.warning("notification to %s failed: %s", d.digest.recipient.key, d.error)
             if report.sent:
