@@ -8,7 +8,7 @@ neighbour table holds one entry, not 1,354). Wildcard listeners serve every addr
 TCP ports, HTTP on 80 and HTTPS on 443. nftables makes some ports filtered on some systems and some systems
 "down" (every packet dropped). The sweep runs `Sentinel(settings).sweep()` with ICMP, TCP ports (high-risk +
 declared), HTTP and TLS probes; a second, port-only sweep and `nmap -sS -T4` over the same hosts and ports
-give comparable port-probe rates. Right after the full sweep, `ping -c 3` and `curl -w '%{time_total}'` on a
+give comparable port-probe rates. Right after the full sweep, `ping -c 3` and curl (`time_total - time_namelookup`) on a
 sample of the same hosts and URLs give reference timings, printed beside the sweep's median ICMP `rtt_ms` and
 HTTP `latency_ms` on that sample. Everything is torn down afterwards, and each stage is bounded in time.
 """
@@ -253,10 +253,13 @@ def ping_median_ms(address: str) -> float | None:
 
 
 def curl_ms(url: str) -> float | None:
-    """`curl -w '%{time_total}'` for one URL, in ms (None if the fetch failed)."""
-    args = ["curl", "-sk", "-o", "/dev/null", "--max-time", "10", "-w", "%{time_total}", url]
+    """curl's `time_total - time_namelookup` for one URL (what `latency_ms` means), in ms; None if it failed."""
+    args = ["curl", "-sk", "-o", "/dev/null", "--max-time", "10", "-w", "%{time_total} %{time_namelookup}", url]
     done = subprocess.run(args, check=False, capture_output=True, text=True, timeout=30)
-    return float(done.stdout) * 1000 if done.returncode == 0 and done.stdout else None
+    if done.returncode != 0 or not done.stdout:
+        return None
+    total, lookup = (float(v) for v in done.stdout.split())
+    return (total - lookup) * 1000
 
 
 def timing_comparison(stats: dict[str, Any], sample: int = TIMING_SAMPLE) -> list[str]:
@@ -282,9 +285,16 @@ def timing_comparison(stats: dict[str, Any], sample: int = TIMING_SAMPLE) -> lis
         ours = statistics.median(latencies[u] for u in both) if both else float("nan")
         theirs = statistics.median(curls.values()) if both else float("nan")
         lines.append(
-            f"HTTP latency median on {len(both)} sampled URLs: sentinel {ours:.1f} ms, curl time_total {theirs:.1f} ms "
+            f"HTTP latency median on {len(both)} sampled URLs: sentinel {ours:.1f} ms, "
+            f"curl time_total - time_namelookup {theirs:.1f} ms "
             f"(ratio {ours / theirs if theirs else float('nan'):.2f}x; target: within 2x)"
         )
+        for scheme in ("http", "https"):
+            picked = [u for u in both if u.startswith(f"{scheme}://")]
+            if picked:
+                mine = statistics.median(latencies[u] for u in picked)
+                curl = statistics.median(curls[u] for u in picked)
+                lines.append(f"  {scheme}:// ({len(picked)} URLs): sentinel {mine:.1f} ms, curl {curl:.1f} ms")
     return lines
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import random
 import statistics
 import subprocess
 import sys
@@ -112,9 +114,9 @@ async def site() -> AsyncIterator[Switchable]:
 
 
 @contextlib.contextmanager
-def lab_server(port: int, addresses: list[str]) -> Iterator[subprocess.Popen[str]]:
+def lab_server(port: int, addresses: list[str], *extra: str) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.http_lab_server", str(port), *addresses],
+        [sys.executable, "-m", "tests.http_lab_server", str(port), *addresses, *extra],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[1],
@@ -286,6 +288,121 @@ async def test_latency_in_a_concurrent_sweep_excludes_queueing(timing_lab: tuple
         median, p90 = statistics.median(mine), mine[int(len(mine) * 0.9)]
         print(f"concurrent delay={delay}: sentinel median {median:.1f} p90 {p90:.1f} ms, curl {curl:.1f} ms")
         assert close_to(median, curl) and close_to(p90, curl, 50.0), (delay, median, p90, curl)
+
+
+async def _hog(stop: asyncio.Event, chunks_ms: tuple[float, float] = (5.0, 20.0)) -> int:
+    """Keep the event loop busy in 5-20 ms chunks of pure CPU (as a saturated sweep does) until `stop`."""
+    rng = random.Random(5)
+    rounds = 0
+    while not stop.is_set():
+        until = time.perf_counter() + rng.uniform(*chunks_ms) / 1000
+        while time.perf_counter() < until:
+            pass
+        rounds += 1
+        await asyncio.sleep(0)
+    return rounds
+
+
+async def test_latency_is_the_sites_while_the_event_loop_is_busy(timing_lab: tuple[int, list[str]]) -> None:
+    """Issue 11 defect 5 at estate scale: a sweep of 80 URLs while another task hogs the loop in 5-20 ms chunks.
+    Whatever the loop is doing, `latency_ms` is the site's time, as curl (another process) measures it."""
+    port, addresses = timing_lab
+    net = ScopedNetwork(Scope(allow=["127.83.1.0/24"]), SETTINGS)
+    probe = HttpProbe(SETTINGS)
+    planned = []
+    for address in addresses:
+        for delay in (0, 100):
+            for k in range(2):
+                (job,) = list(probe.plan(system(f"http://{address}:{port}/h{k}?delay_ms={delay}")))
+                planned.append(PlannedJob(probe, job))
+    stop = asyncio.Event()
+    hog = asyncio.create_task(_hog(stop))
+    try:
+        # 8 at a time: the single-threaded lab server's own queue would be real time, but not curl's
+        observations = await run_sweep_jobs(planned, net, 8, 60)
+    finally:
+        stop.set()
+        rounds = await hog
+        await net.close()
+    assert rounds >= 10, rounds  # the loop really was busy during the sweep
+    assert all(o.status.value == "ok" for o in observations), [o.error for o in observations if o.error]
+    for delay in (0, 100):
+        mine = sorted(o.data["latency_ms"] for o in observations if o.target.endswith(f"delay_ms={delay}"))
+        curl = statistics.median([await curl_ms(f"http://{addresses[0]}:{port}/x?delay_ms={delay}") for _ in range(5)])
+        median, p90 = statistics.median(mine), mine[int(len(mine) * 0.9)]
+        print(f"busy loop delay={delay}: sentinel median {median:.1f} p90 {p90:.1f} ms, curl {curl:.1f} ms")
+        assert close_to(median, curl, 5.0) and close_to(p90, curl, 10.0), (delay, median, p90, curl)
+        assert all(
+            o.data["timing.connect_ms"] <= o.data["timing.headers_ms"] <= o.data["latency_ms"]
+            for o in observations
+            if o.data["latency_ms"] in mine
+        )
+
+
+@pytest.fixture
+def tls_timing_lab(tmp_path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """The lab server on 127.83.3.1-10 over HTTP and HTTPS: (http port, https port, addresses)."""
+    require_tool("curl")
+    addresses = [f"127.83.3.{i}" for i in range(1, 11)]
+    cert = self_signed(tmp_path, "lab", addresses)
+    port, tls_port = free_port(addresses[0]), free_port(addresses[0])
+    with lab_server(port, addresses, "--tls", str(cert.cert), str(cert.key), str(tls_port)):
+        yield port, tls_port, addresses
+
+
+async def test_https_latency_is_the_sites_while_the_event_loop_is_busy(
+    tls_timing_lab: tuple[int, int, list[str]],
+) -> None:
+    """The TLS handshake's round trips are the site's too; the client's turns between them are not."""
+    _, tls_port, addresses = tls_timing_lab
+    net = ScopedNetwork(Scope(allow=["127.83.3.0/24"]), SETTINGS)
+    probe = HttpProbe(SETTINGS)
+    planned = []
+    for address in addresses:
+        for k in range(4):
+            (job,) = list(probe.plan(system(f"https://{address}:{tls_port}/t{k}")))
+            planned.append(PlannedJob(probe, job))
+    stop = asyncio.Event()
+    hog = asyncio.create_task(_hog(stop))
+    try:
+        # 4 at a time: the single-threaded lab server's queue of TLS handshakes is real time, but not curl's
+        observations = await run_sweep_jobs(planned, net, 4, 60)
+    finally:
+        stop.set()
+        await hog
+        await net.close()
+    assert all(o.status.value == "ok" for o in observations), [o.error for o in observations if o.error]
+    assert all(o.data["tls.handshake_ok"] is True and o.data["status_code"] == 200 for o in observations)
+    mine = sorted(o.data["latency_ms"] for o in observations)
+    curl = statistics.median([await curl_ms(f"https://{addresses[0]}:{tls_port}/x") for _ in range(5)])
+    print(f"busy loop https: sentinel median {statistics.median(mine):.1f} p90 {mine[36]:.1f} ms, curl {curl:.1f} ms")
+    assert close_to(statistics.median(mine), curl, 5.0) and close_to(mine[36], curl, 10.0), (mine, curl)
+    for o in observations:
+        assert 0 < o.data["timing.connect_ms"] <= o.data["timing.headers_ms"] <= o.data["latency_ms"], o.data
+
+
+async def test_chunked_gzip_body_is_decoded_and_a_redirect_is_timed_like_curl(
+    tls_timing_lab: tuple[int, int, list[str]],
+) -> None:
+    port, tls_port, addresses = tls_timing_lab
+    from tests.http_lab_server import PAGE
+
+    net = ScopedNetwork(Scope(allow=["127.83.3.0/24"]), SETTINGS)
+    try:
+        packed = await probe_once(f"https://{addresses[1]}:{tls_port}/gzip", net)
+        moved_url = f"http://{addresses[2]}:{port}/redirect?to=/a%3Fdelay_ms%3D150"
+        moved = await probe_once(moved_url, net)
+    finally:
+        await net.close()
+    assert packed.status.value == "ok", packed.error
+    assert packed.data["body_bytes"] == len(PAGE) and packed.data["body_truncated"] is False
+    assert packed.data["body_sha256"] == hashlib.sha256(PAGE.encode()).hexdigest()
+    assert moved.status.value == "ok", moved.error
+    assert moved.data["redirect_count"] == 1 and moved.data["final_url"].endswith("/a?delay_ms=150")
+    assert moved.data["status_code"] == 200
+    curl = statistics.median([await curl_ms(moved_url) for _ in range(3)])  # curl without -L: the 302 alone
+    assert close_to(moved.data["latency_ms"], curl, 5.0), (moved.data["latency_ms"], curl)
+    assert moved.data["latency_ms"] < 100  # the first answer only, not the delayed page behind it
 
 
 # -- defect 10b: TLS ------------------------------------------------------------------------------------------

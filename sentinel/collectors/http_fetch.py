@@ -5,20 +5,21 @@ Each hop is resolved and admitted through ScopedNetwork before it is sent, exact
 a redirect to an out-of-scope host is recorded and not followed. Bodies are read up to a byte limit
 (a hostile server cannot make us read more), and each answer's status feeds the target's circuit
 breaker so 429/5xx bursts back off.
-Request timing is in `http_timing`.
+Each request is one connection of `http_wire` (kernel-stamped, so timings hold on a busy event loop); request
+timing is in `http_timing`.
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
-import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from sentinel.collectors.http_timing import RequestTiming, TimingTrace, timing_trace_config
+from sentinel.collectors.http_timing import WireClock
+from sentinel.collectors.http_wire import HttpProtocolError, TlsHandshakeError, WireResponse, wire_get
 from sentinel.collectors.network import CircuitOpen, OutOfScope, ScopedNetwork, jsonable_headers
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -27,14 +28,8 @@ REDIRECT_BODY_BYTES = 65_536  # a redirect's body is read (bounded) so its timin
 MAX_REASON_CHARS = 300
 
 
-def timed_session(net: ScopedNetwork) -> aiohttp.ClientSession:
-    """The network's shared session, with the timing hooks attached once (requests without a RequestTiming as
-    `trace_request_ctx` are not timed). Once ScopedNetwork.http_session() builds its session with
-    `timing_trace_config()` itself, this is a no-op."""
-    session = net.http_session()
-    if not any(isinstance(t, TimingTrace) for t in session.trace_configs):
-        session.trace_configs.append(timing_trace_config())
-    return session
+#: what a request that got no HTTP answer raises (the probes turn these into error observations)
+FETCH_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
 # -- TLS -----------------------------------------------------------------------------------------------------------
@@ -82,12 +77,14 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
     """(error_kind, reason) for a request that got no HTTP answer.
 
     `circuit_open`: backed off, nothing sent; `tls_handshake`: the TCP connection was made and the TLS handshake
-    failed (aiohttp raises ClientSSLError only while creating the connection); `dns`; `timeout`; `connect`."""
+    failed; `protocol`: something answered that is not readable HTTP/1.1; `dns`; `timeout`; `connect`."""
     if isinstance(exc, CircuitOpen):
         return "circuit_open", f"not probed: {exc}"[:MAX_REASON_CHARS]
-    if isinstance(exc, aiohttp.ClientSSLError):
+    if isinstance(exc, TlsHandshakeError | aiohttp.ClientSSLError):
         cause = exc.__cause__ or exc
         return "tls_handshake", f"TLS handshake failed: {cause}"[:MAX_REASON_CHARS]
+    if isinstance(exc, HttpProtocolError):
+        return "protocol", str(exc)[:MAX_REASON_CHARS]
     if isinstance(exc, TimeoutError):
         return "timeout", "timed out"
     if isinstance(exc, aiohttp.ClientConnectorDNSError) or "cannot resolve" in str(exc):
@@ -105,20 +102,7 @@ class Fetched:
     truncated: bool
     redirects: tuple[str, ...] = ()
     out_of_scope_redirect: str | None = None  # where a redirect pointed that was not followed
-    latency_ms: float | None = None  # the first request, timed as RequestTiming says
-
-
-async def read_at_most(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
-    """Up to `limit` bytes of the body, and whether there was more."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await resp.content.read(limit - size)
-        if not chunk:
-            return b"".join(chunks), False
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks), not resp.content.at_eof()
+    latency_ms: float | None = None  # the first request, timed as http_timing says
 
 
 async def scoped_get(
@@ -129,21 +113,23 @@ async def scoped_get(
     timeout: aiohttp.ClientTimeout,
     max_redirects: int = 0,
 ) -> Fetched:
-    """GET `url`, following at most `max_redirects` in-scope redirects.
+    """GET `url`, following at most `max_redirects` in-scope redirects. `timeout.total` bounds each request,
+    `timeout.sock_connect` its connection.
 
-    Raises OutOfScope when the first hop is out of scope, aiohttp.ClientError / TimeoutError / OSError
-    when the target does not answer; the caller turns those into error observations.
+    Raises OutOfScope when the first hop is out of scope, TimeoutError / OSError (TlsHandshakeError,
+    HttpProtocolError, ...) when the target does not answer; the caller turns those into error observations.
     """
-    session = timed_session(net)
     redirects: list[str] = []
     cookies: list[str] = []
-    first = RequestTiming()
+    first = WireClock()
+    total = timeout.total or 30.0
+    connect = min(timeout.sock_connect or total, total)
     for hop in range(max_redirects + 1):
         address = (await net.resolve(urlsplit(url).hostname or ""))[0]
         await net.admit(address)
-        timing = first if hop == 0 else None
-        async with session.get(
-            url, allow_redirects=False, timeout=timeout, ssl=http_tls_context(), trace_request_ctx=timing
+        clock = first if hop == 0 else WireClock()
+        async with wire_get(
+            net, address, url, clock=clock, tls_context=http_tls_context(), connect_timeout=connect, total_timeout=total
         ) as resp:
             net.report_http_status(address, resp.status, resp.headers.get("Retry-After"))
             cookies.extend(resp.headers.getall("Set-Cookie", [])[: MAX_COOKIES - len(cookies)])
@@ -154,9 +140,8 @@ async def scoped_get(
                     await net.resolve(urlsplit(target).hostname or "")
                 except OutOfScope:
                     return await _final(resp, url, cookies, redirects, max_bytes, first, out_of_scope=target)
-                if timing is not None:
-                    await read_at_most(resp, REDIRECT_BODY_BYTES)
-                    timing.end = time.perf_counter()
+                if hop == 0:  # read (bounded) so the first request's timing covers its whole answer, as curl's
+                    await resp.read(REDIRECT_BODY_BYTES)
                 redirects.append(url)
                 url = target
                 continue
@@ -165,17 +150,15 @@ async def scoped_get(
 
 
 async def _final(
-    resp: aiohttp.ClientResponse,
+    resp: WireResponse,
     url: str,
     cookies: list[str],
     redirects: list[str],
     max_bytes: int,
-    first: RequestTiming,
+    first: WireClock,
     out_of_scope: str | None = None,
 ) -> Fetched:
-    body, truncated = await read_at_most(resp, max_bytes)
-    if first.end is None:
-        first.end = time.perf_counter()
+    body, truncated = await resp.read(max_bytes)
     return Fetched(
         url=url,
         status=resp.status,
@@ -185,5 +168,5 @@ async def _final(
         truncated=truncated,
         redirects=tuple(redirects),
         out_of_scope_redirect=out_of_scope,
-        latency_ms=first.total_ms,
+        latency_ms=first.timing().total_ms,
     )

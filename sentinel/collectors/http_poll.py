@@ -9,9 +9,10 @@ Fields of an answered poll (`status: ok`):
   http.server_error  true for 5xx, false for 2xx/3xx, None otherwise; `http.client_error` likewise for 4xx
   available          the page opened: `http.ok` (None after a redirect that could not be followed)
   latency_ms         the first request, from the start of the connection attempt (after the rate limiter, the
-                     connection-pool queue and DNS) to the last byte of its body: curl's time_total minus
-                     time_namelookup, without -L. `timing.connect_ms` / `timing.headers_ms`: connection made,
-                     response headers received, on the same clock.
+                     connection-slot queue and DNS) to the last byte of its body: curl's time_total minus
+                     time_namelookup, without -L. `timing.connect_ms` / `timing.headers_ms`: connection (and TLS
+                     handshake) made, response headers received, on the same clock. Measured from kernel stamps
+                     (`http_timing`), so a busy event loop does not add to them.
 A poll that got no HTTP answer is an error observation with `error_kind` (`connect`, `timeout`, `dns`,
 `tls_handshake`), `reachable` false, except `tls_handshake`: the TCP connection was made and the TLS handshake
 failed (`tls.error` says why), so the site is reachable, `tls.handshake_ok` false and `available` false.
@@ -20,25 +21,22 @@ failed (`tls.error` says why), so the site is reachable, `tls.handshake_ok` fals
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.http_fetch import (
+    FETCH_ERRORS,
     REDIRECT_BODY_BYTES,
     REDIRECT_STATUSES,
     describe_failure,
     http_tls_context,
-    read_at_most,
     status_facts,
-    timed_session,
 )
-from sentinel.collectors.http_timing import RequestTiming
+from sentinel.collectors.http_timing import WireClock
+from sentinel.collectors.http_wire import wire_get
 from sentinel.collectors.network import OutOfScope, ScopedNetwork, jsonable_headers
 from sentinel.models import Observation
 from sentinel.registry.models import System
@@ -59,11 +57,9 @@ class HttpProbe(Probe):
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         assert job.url is not None
         started = datetime.now(UTC)
-        session = timed_session(net)
-        timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout, sock_connect=self.settings.connect_timeout)
         url = job.url
         chain: list[dict[str, Any]] = []
-        first = RequestTiming()
+        first = WireClock()
         scheme = urlsplit(job.url).scheme
         base: dict[str, Any] = {"url": job.url, "scheme": scheme, "host": job.host}
         last_status: int | None = None
@@ -79,27 +75,31 @@ class HttpProbe(Probe):
                 base["redirect.out_of_scope_reason"] = str(exc)
                 break
             # Only the first request is timed (curl without -L), and only once it is admitted.
-            timing = first if hop == 0 else RequestTiming()
+            timing = first if hop == 0 else WireClock()
             try:
-                async with session.get(
-                    url, allow_redirects=False, timeout=timeout, ssl=http_tls_context(), trace_request_ctx=timing
+                async with wire_get(
+                    net,
+                    address,
+                    url,
+                    clock=timing,
+                    tls_context=http_tls_context(),
+                    connect_timeout=self.settings.connect_timeout,
+                    total_timeout=self.settings.http_timeout,
                 ) as resp:
                     net.report_http_status(address, resp.status, resp.headers.get("Retry-After"))
                     last_status = resp.status
                     location = resp.headers.get("Location")
                     if resp.status in REDIRECT_STATUSES and location:
-                        if hop == 0:
-                            await read_at_most(resp, REDIRECT_BODY_BYTES)
-                            first.end = time.perf_counter()
+                        if hop == 0:  # read (bounded) so the first request's timing covers its whole answer
+                            await resp.read(REDIRECT_BODY_BYTES)
                         chain.append({"url": url, "status": resp.status, "location": location})
                         url = urljoin(url, location)
                         continue
-                    body, more = await read_at_most(resp, self.settings.max_body_bytes)
-                    if hop == 0:
-                        first.end = time.perf_counter()
+                    body, more = await resp.read(self.settings.max_body_bytes)
                     headers = jsonable_headers(resp.headers)
                     final_scheme = urlsplit(url).scheme
                     facts = status_facts(resp.status)
+                    measured = first.timing()
                     data = {
                         **base,
                         "reachable": True,
@@ -108,8 +108,8 @@ class HttpProbe(Probe):
                         "status_code": resp.status,
                         **facts,
                         "available": facts["http.ok"],
-                        "latency_ms": first.total_ms,
-                        **first.fields(),
+                        "latency_ms": measured.total_ms,
+                        **measured.fields(),
                         "final_url": url,
                         "final_scheme": final_scheme,
                         "redirects": chain,
@@ -126,7 +126,7 @@ class HttpProbe(Probe):
                         "body_truncated": more,
                     }
                     return [self.observation(job, started, data)]
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            except FETCH_ERRORS as exc:
                 net.report_failure(address)
                 kind, reason = describe_failure(exc)
                 tls_failed = kind == "tls_handshake"
@@ -136,8 +136,8 @@ class HttpProbe(Probe):
                     # A server that completed TCP and answered the handshake (with an alert) is there: what is
                     # wrong with it is TLS, not reachability.
                     "reachable": tls_failed,
-                    "tcp.connected": True if tls_failed else timing.connected is not None,
-                    "tls.handshake_ok": False if tls_failed else (True if https and timing.connected else None),
+                    "tcp.connected": True if tls_failed else timing.established_ns is not None,
+                    "tls.handshake_ok": False if tls_failed else (True if https and timing.secured else None),
                     "available": False,
                     "error_kind": kind,
                     "redirects": chain,
@@ -154,8 +154,8 @@ class HttpProbe(Probe):
             "tcp.connected": True,
             "redirects": chain,
             "redirect_count": len(chain),
-            "latency_ms": first.total_ms,
-            **first.fields(),
+            "latency_ms": first.timing().total_ms,
+            **first.timing().fields(),
             "final_url": url,
             "final_scheme": urlsplit(url).scheme,
             "redirects_to_https": urlsplit(url).scheme == "https",
