@@ -183,7 +183,7 @@ def main() -> None:
     # CPU time of this process (one core), so a busy machine does not distort the figures; wall time too.
     engine = AnomalyEngine(ruleset, reg)
     # As in a sweep: the targets with an open finding (here 5%) get every verdict, the rest only "present".
-    engine.active_targets = {(o.system_id, o.target) for o in sweeps[0] if rnd.random() < 0.05}
+    active = {(o.system_id, o.target) for o in sweeps[0] if rnd.random() < 0.05}
     cpu, wall, save, collect = [], [], [], []
     verdicts = 0
     gc_timer = GcTimer()
@@ -191,10 +191,11 @@ def main() -> None:
     for i, batch in enumerate(sweeps):
         gc_timer.take()
         c0, w0 = time.process_time(), time.perf_counter()
+        call = engine.begin(active)
         for obs in batch:
-            engine.observe(obs)
+            call.observe(obs)
         c1 = time.process_time()
-        verdicts = len(engine.tick(t0 + timedelta(minutes=5 * i, seconds=30)))
+        verdicts = len(engine.finish(call, t0 + timedelta(minutes=5 * i, seconds=30)))
         c2, w2 = time.process_time(), time.perf_counter()
         cpu.append(c2 - c0)
         wall.append(w2 - w0)
@@ -203,30 +204,30 @@ def main() -> None:
     gc.callbacks.remove(gc_timer)
     best = min(range(len(cpu)), key=cpu.__getitem__)
     print(
-        f"anomaly engine: per sweep {cpu[best] * 1000:.0f} ms CPU ({wall[best] * 1000:.0f} ms wall; of which tick and "
-        f"state save {save[best] * 1000:.0f} ms), {n_obs / cpu[best]:,.0f} observations/s, "
+        f"anomaly engine: per sweep {cpu[best] * 1000:.0f} ms CPU ({wall[best] * 1000:.0f} ms wall; of which finish, "
+        f"state save included {save[best] * 1000:.0f} ms), {n_obs / cpu[best]:,.0f} observations/s, "
         f"{verdicts} verdicts/sweep, {len(engine.state)} state keys (best of {len(cpu)} sweeps)"
     )
     # The best sweep may be one without a full garbage collection; the mean includes them.
     mean = sum(cpu) / len(cpu)
     each = [f"{c * 1000:.0f} ms (GC {g * 1000:.0f} ms, {f} full)" for c, (g, f) in zip(cpu, collect, strict=True)]
     print(f"  every sweep: {', '.join(each)}; mean {mean * 1000:.0f} ms CPU, {n_obs / mean:,.0f} observations/s")
-    # The same with the state persisted in a SQLite store (as in `sentinel scan`): the tick writes touched keys.
+    # The same with the state persisted in a SQLite store (as in `sentinel scan`): `finish` writes touched keys.
     store = SqliteStore(":memory:")
     engine = AnomalyEngine(ruleset, reg, StoreState(store))
-    engine.active_targets = {(o.system_id, o.target) for o in sweeps[0] if rnd.random() < 0.05}
+    active = {(o.system_id, o.target) for o in sweeps[0] if rnd.random() < 0.05}
     cpu = []
     for i, batch in enumerate(sweeps):
         c0 = time.process_time()
         with store.transaction():
-            engine.evaluate(batch, t0 + timedelta(minutes=5 * i, seconds=30), engine.active_targets)
+            engine.evaluate(batch, t0 + timedelta(minutes=5 * i, seconds=30), active)
         cpu.append(time.process_time() - c0)
     best_cpu = min(cpu)
     print(f"anomaly engine, state in SQLite: per sweep {best_cpu * 1000:.0f} ms CPU, {n_obs / best_cpu:,.0f} obs/s")
     cpu = []
     for batch in sweeps:
         c0 = time.process_time()
-        ruleset.evaluate(batch, reg)
+        ruleset.evaluate_stateless(batch, reg)
         cpu.append(time.process_time() - c0)
     print(f"stateless RuleSet: per sweep {min(cpu) * 1000:.0f} ms CPU, {n_obs / min(cpu):,.0f} observations/s")
 

@@ -59,10 +59,10 @@ from sentinel.collectors.tlswire.server import (
 )
 from sentinel.compliance.frameworks import Mapping, load_frameworks
 from sentinel.config.settings import CollectorSettings
-from sentinel.engine.fixtures import FixtureRunner, parse_fixture
 from sentinel.engine.loader import load_rules
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.scope import Scope
+from sentinel.ruledev.fixtures import FixtureRunner, parse_fixture
 from tests.netns import require, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,6 @@ import pytest
 from pydantic import ValidationError
 
 from sentinel.engine.anomaly import AnomalyEngine
-from sentinel.engine.lint import lint
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.rule import Rule
@@ -25,6 +24,7 @@ from sentinel.models import Finding, FindingStatus, Observation, ObservationStat
 from sentinel.models.finding import fingerprint
 from sentinel.registry.models import Endpoint, Owner, Registry, System, Tier
 from sentinel.registry.scope import Scope
+from sentinel.ruledev.lint import lint
 from sentinel.store import SqliteStore
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from sentinel.cli.rules_cmd import rules
-from sentinel.engine.fixtures import FixtureRunner, load_fixtures
-from sentinel.engine.lint import lint
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError
+from sentinel.ruledev.fixtures import FixtureRunner, load_fixtures
+from sentinel.ruledev.lint import lint
 
 Write = Callable[[str, str], Path]
 
@@ -119,9 +119,11 @@ def test_invalid_fixture_is_an_input_error(write_file: Write) -> None:
 
 
 def test_pcap_cases_need_the_traffic_analyser(write_file: Write, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sentinel.engine import fixtures
+    from functools import partial
 
-    monkeypatch.setattr(fixtures, "pcap_reader", lambda: None)
+    from sentinel.cli import rules_cmd
+
+    monkeypatch.setattr(rules_cmd, "FixtureRunner", partial(FixtureRunner, read_pcap=None))
     root = tree(write_file)
     write_file(
         "rules/tests/port_thing.yaml",

@@ -14,10 +14,10 @@ from sentinel.collectors.protocols import ProtocolError, http_head, kv, mongo
 from sentinel.collectors.protocols.greeting import CLEARTEXT_LOGIN, is_text, parse_greeting, stable_banner
 from sentinel.collectors.protocols.telnet import DO, IAC, SB, SE, WILL, WONT, TelnetParser
 from sentinel.collectors.vulnerable_versions import Version, default_catalogue_path, load_catalogue
-from sentinel.engine.fixtures import FixtureRunner, load_fixtures
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError
+from sentinel.ruledev.fixtures import FixtureRunner, load_fixtures
 
 MY_RULES = [shipped_rules_dir() / "services", shipped_rules_dir() / "dns"]
 

@@ -43,11 +43,11 @@ from sentinel.collectors.tlswire.server import (
     build_server_hello_done,
 )
 from sentinel.config.settings import CollectorSettings
-from sentinel.engine.fixtures import FixtureRunner, parse_fixture
 from sentinel.engine.loader import load_rules
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.models import Endpoint, Owner, System
 from sentinel.registry.scope import Scope
+from sentinel.ruledev.fixtures import FixtureRunner, parse_fixture
 from tests.netns import require, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sentinel.engine.fixtures import FixtureRunner, parse_fixture
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
+from sentinel.ruledev.fixtures import FixtureRunner, parse_fixture
 
 WEB_RULES = (
     "http_csp_present",

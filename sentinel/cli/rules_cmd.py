@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from sentinel.cli.common import EXIT_FINDINGS, EXIT_OK, console
-from sentinel.engine.fixtures import FixtureRunner
-from sentinel.engine.lint import lint as lint_rules
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
 from sentinel.errors import InputError
+from sentinel.ruledev.fixtures import FixtureRunner, load_fixtures
+from sentinel.ruledev.lint import lint as lint_rules
 
 paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 
@@ -42,8 +42,6 @@ def lint(paths: tuple[Path, ...]) -> int:
 @click.option("-v", "--verbose", is_flag=True, help="List passing cases too.")
 def test(paths: tuple[Path, ...], rule_ids: tuple[str, ...], verbose: bool) -> int:
     """Run every rule fixture (rules/tests/<rule_id>.yaml). Exit 1 if a case fails, 2 if a file is invalid."""
-    from sentinel.engine.fixtures import load_fixtures
-
     roots = list(paths) or [shipped_rules_dir()]
     loaded_rules = load_rules(roots)
     fixtures, problems = load_fixtures(roots)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import difflib
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,6 +23,7 @@ from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from sentinel.errors import InputError, Problem
+from sentinel.textdiff import diff_lines  # noqa: F401 -- re-exported for existing callers; shared with the engine
 
 MAX_NODES = 50_000
 MAX_DEPTH = 256
@@ -775,12 +775,3 @@ def decode_html(body: bytes, content_type: str | None = None) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         return body.decode("gb18030", errors="replace")
-
-
-def diff_lines(old: str, new: str, context: int = 2, max_lines: int = 200) -> list[str]:
-    """A unified diff of two normalised texts (for the change engine to show), at most `max_lines` lines."""
-    diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(), "baseline", "current", n=context, lineterm=""))
-    if len(diff) > max_lines:
-        more = len(diff) - max_lines
-        diff = [*diff[:max_lines], f"... {more} more diff lines"]
-    return diff

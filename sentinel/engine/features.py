@@ -5,7 +5,6 @@ Each function reads and updates one JSON-serialisable state dict and writes `cha
 
 from __future__ import annotations
 
-import difflib
 import math
 import statistics
 from collections.abc import Callable
@@ -13,26 +12,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sentinel.engine.stateful_spec import Baseline, Change, Window
+from sentinel.textdiff import diff_lines
 
 Differ = Callable[[str, str], list[str]]
+DEFAULT_DIFFER: Differ = diff_lines
 MAX_TEXT = 20_000  # characters of a text value kept for comparison and diffs
 MAX_DIFF_LINES = 60
 MAX_LIST = 4096
-
-
-def load_differ() -> Differ:
-    """The web collector's HTML-aware differ when installed; otherwise a plain unified diff."""
-    try:
-        from sentinel.collectors.html_analysis import diff_lines  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return plain_diff
-    differ: Differ = diff_lines
-    return differ
-
-
-def plain_diff(old: str, new: str) -> list[str]:
-    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), "before", "after", lineterm="", n=1)
-    return list(lines)
 
 
 def _normalise(value: Any) -> Any:

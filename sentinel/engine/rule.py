@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from sentinel.engine.conditions import Compiled, Condition, Getter, compile_condition
-from sentinel.engine.stateful_spec import Absence, Baseline, Change, Flapping, Window
+from sentinel.engine.stateful_spec import STATEFUL_KEYS, Absence, Baseline, Change, Flapping, Window
 from sentinel.models import Observation, Severity
 from sentinel.registry.models import System, Tier
 
@@ -93,7 +93,7 @@ class Rule(BaseModel):
     remediation: str = Field(min_length=3)
     references: list[str] = Field(default_factory=list)
     enabled: bool = True
-    # Stateful extensions (docs/rules.md, "Rules with memory"); evaluated by sentinel.engine.anomaly.
+    # Stateful extensions (docs/rules.md, "Rules with memory"); evaluated by sentinel.engine.stateful.
     for_: int = Field(default=1, alias="for", ge=1, le=10_000)
     clear_after: int = Field(default=1, ge=1, le=10_000)
     flapping: Flapping | None = None
@@ -127,7 +127,7 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _shape(self) -> Rule:
-        features = [k for k in ("change", "baseline", "window", "absence") if getattr(self, k) is not None]
+        features = [k for k in STATEFUL_KEYS if getattr(self, k) is not None]
         if len(features) > 1:
             raise ValueError(
                 f"a rule takes at most one of change, baseline, window, absence (got {', '.join(features)})"
@@ -184,7 +184,7 @@ class Rule(BaseModel):
             self.for_ > 1
             or self.clear_after > 1
             or self.flapping is not None
-            or any(getattr(self, k) is not None for k in ("change", "baseline", "window", "absence"))
+            or any(getattr(self, k) is not None for k in STATEFUL_KEYS)
         )
 
     def fields_read(self) -> set[str]:
@@ -202,21 +202,6 @@ class Rule(BaseModel):
     def evaluate(self, obs: Observation) -> bool | None:
         """True: the problem is present; False: checked and absent; None: could not tell."""
         return self._compiled(obs.get)
-
-    def evaluate_view(self, get: Getter) -> bool | None:
-        """The same, over any field getter (a flattened view, or one with derived `change.*` fields)."""
-        return self._compiled(get)
-
-    def evidence_of(self, obs: Observation) -> dict[str, Any]:
-        return self.evidence_from(obs.get, obs)
-
-    def evidence_from(self, get: Getter, obs: Observation) -> dict[str, Any]:
-        ev: dict[str, Any] = {"observed_at": obs.observed_at.isoformat(), "probe": obs.probe}
-        for name in self._evidence_fields:
-            value = get(name)
-            if value is not None:
-                ev[name] = value
-        return ev
 
 
 def _never(_get: Getter) -> bool | None:

@@ -15,12 +15,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sentinel.compliance.frameworks import Framework, known_control_ids, load_frameworks
-from sentinel.engine.anomaly import FLAPPING_SUFFIX
 from sentinel.engine.conditions import Condition
-from sentinel.engine.fixtures import LoadedFixture, load_fixtures, parse_fixture
 from sentinel.engine.loader import rule_files
 from sentinel.engine.rule import Rule
+from sentinel.engine.stateful import FLAPPING_SUFFIX
 from sentinel.errors import InputError, Problem
+from sentinel.ruledev.fixtures import LoadedFixture, load_fixtures, parse_fixture
 from sentinel.yamlio import LineDict, line_of, load_yaml_file, validation_problems
 
 NAMESPACES = ("mlps", "gov_web", "nist_800_53", "cis_v8")

@@ -9,7 +9,6 @@ capture (`pcap:`) that `sentinel.traffic.analyze.observations_from_pcap` turns i
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,14 +17,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sentinel.engine.anomaly import FLAPPING_SUFFIX, AnomalyEngine
+from sentinel.engine.anomaly import AnomalyEngine
 from sentinel.engine.rule import Rule
 from sentinel.engine.ruleset import RuleSet, Verdict
+from sentinel.engine.stateful import FLAPPING_SUFFIX
 from sentinel.engine.stateful_spec import Duration
 from sentinel.errors import InputError, Problem
 from sentinel.models import Observation, ObservationStatus
+from sentinel.registry.loader import load_registry
 from sentinel.registry.models import Endpoint, Owner, Registry, System, Tier
 from sentinel.registry.scope import Scope
+from sentinel.traffic.analyze import observations_from_pcap
 from sentinel.yamlio import LineDict, load_yaml_file, validation_problems
 
 Expect = Literal["present", "absent", "unknown"]
@@ -219,19 +221,16 @@ def _outcome(verdicts: list[Verdict], rule_id: str) -> str:
 PcapReader = Callable[[Path, Registry], list[Observation]]
 
 
-def pcap_reader() -> PcapReader | None:
-    try:
-        module = importlib.import_module("sentinel.traffic.analyze")
-    except ImportError:
-        return None
-    reader = getattr(module, "observations_from_pcap", None)
-    return reader if callable(reader) else None
-
-
 class FixtureRunner:
-    def __init__(self, rules: list[Rule], all_rules: RuleSet | None = None) -> None:
+    """Runs fixture cases through the production engine. `read_pcap` turns a capture into observations
+    (None: capture cases cannot run and are reported as errors)."""
+
+    def __init__(
+        self, rules: list[Rule], all_rules: RuleSet | None = None, read_pcap: PcapReader | None = observations_from_pcap
+    ) -> None:
         self.by_id = {r.id: r for r in rules}
         self.all_rules = all_rules or RuleSet(rules)
+        self.read_pcap = read_pcap
 
     def run(self, loaded: LoadedFixture) -> list[CaseResult]:
         fixture = loaded.fixture
@@ -255,16 +254,17 @@ class FixtureRunner:
         ids = {o.system for s in steps for o in s.all_observations()} | {FIXTURE_SYSTEM}
         engine = AnomalyEngine(RuleSet([rule]), fixture_registry(case.system, ids))
         now = T0
+        verdicts: list[Verdict] = []
         for number, step in enumerate(steps, start=1):
             for _ in range(step.repeat):
                 now += step.advance
                 at = now
-                verdicts: list[Verdict] = []
+                batch: list[Observation] = []
                 for spec in step.all_observations():
                     for _ in range(spec.repeat):
-                        engine.observe(_observation(rule, spec, at))
+                        batch.append(_observation(rule, spec, at))
                         at += step.every
-                verdicts = engine.tick(max(at, now))
+                verdicts = engine.evaluate(batch, max(at, now))
             for wanted, rule_id in ((step.expect, rule.id), (step.expect_flapping, rule.id + FLAPPING_SUFFIX)):
                 if wanted is None:
                     continue
@@ -275,7 +275,7 @@ class FixtureRunner:
         return True, "", False
 
     def _run_pcap(self, case: Case, base: Path) -> tuple[bool, str, bool]:
-        reader = pcap_reader()
+        reader = self.read_pcap
         if reader is None:
             return False, "traffic analyser not available (sentinel.traffic.analyze.observations_from_pcap)", True
         assert case.pcap is not None and case.expect_findings is not None
@@ -303,8 +303,6 @@ class FixtureRunner:
 
     @staticmethod
     def _registry(case: Case, base: Path) -> Registry:
-        from sentinel.registry.loader import load_registry
-
         if isinstance(case.registry, str):
             return load_registry(base / case.registry)
         if isinstance(case.registry, dict):
