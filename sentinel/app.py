@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -66,6 +66,16 @@ class Sentinel:
         self._registry = registry
         self.clock = clock
         self._findings_policy = findings_policy
+        self._shared_store: SqliteStore | None = None  # a sibling's: opened and closed by its parent
+
+    def sibling(self, registry: Registry, settings: Settings | None = None) -> Sentinel:
+        """Another composition over a different registry (one system for a re-check, the registry plus the
+        unregistered-hosts pseudo-system for traffic) that shares this one's loaded rules and open store;
+        closing it leaves them to this one."""
+        other = Sentinel(settings or self.settings, registry, self.clock, self._findings_policy)
+        other.__dict__["rules"] = self.rules
+        other._shared_store = self.store
+        return other
 
     @property
     def registry(self) -> Registry:
@@ -85,6 +95,8 @@ class Sentinel:
 
     @cached_property
     def store(self) -> SqliteStore:
+        if self._shared_store is not None:
+            return self._shared_store
         store = SqliteStore(self.settings.store)
         # Queue findings and observations for Elasticsearch in the same transactions that record them.
         install_outbox(store, self.settings, registry=lambda: self._registry)
@@ -172,31 +184,53 @@ class Sentinel:
         finally:
             if own:  # a shared network belongs to the monitor, which closes it
                 await net.close()
-        finished = self.clock()
+        summary = {
+            "jobs": len(planned),
+            "method": ",".join(sorted({str(o.data["method"]) for o in observations if "method" in o.data})),
+            "connections": sum(net.sent.values()),
+        }
+        return self.ingest(observations, self.clock(), "sweep", sweep=(sweep_id, started), summary=summary)
+
+    def ingest(
+        self,
+        observations: Sequence[Observation],
+        now: datetime,
+        source: str,
+        sweep: tuple[int, datetime] | None = None,
+        summary: Mapping[str, object] | None = None,
+    ) -> SweepOutcome:
+        """The one path from observations to findings, for every source: a sweep, a re-check, a capture file,
+        a live capture window. In one transaction: store the observations, evaluate every rule (stateless and
+        with memory), merge the verdicts into findings, apply accepted risks and suppression expiry, and close
+        the audit record; then publish to the sinks. `sweep`: the audit record (id, start) a sweep opened
+        before its first packet; other sources get one here. `source` names where the observations came from
+        (`sweep`, `pcap:FILE`, `sniff:IFACE`) in that record."""
+        if sweep is None:
+            sweep = (self.store.start_sweep(now, self.settings.actor, self.settings.fingerprint(), 0), now)
+        sweep_id, started = sweep
         with self.store.transaction():
             self.store.save_observations(observations)
             # Engine state commits with the findings. Only targets with an open finding need "absent"
             # verdicts (to resolve it); elsewhere the engine may skip rules whose guard is false.
             active = {(f.system_id, f.target) for f in self.store.list_findings(statuses=ACTIVE_STATUSES)}
-            verdicts = self.anomaly.evaluate(observations, finished, active)
-            changes = self.tracker.apply(verdicts, finished)
-            apply_exceptions(self.tracker, self.exceptions, finished)
-            self.tracker.expire_suppressions(finished)
+            verdicts = self.anomaly.evaluate(observations, now, active)
+            changes = self.tracker.apply(verdicts, now)
+            apply_exceptions(self.tracker, self.exceptions, now)
+            self.tracker.expire_suppressions(now)
             self.store.finish_sweep(
                 sweep_id,
-                finished,
+                now,
                 {
-                    "jobs": len(planned),
+                    "source": source,
                     "observations": len(observations),
                     "errors": sum(1 for o in observations if o.status.value == "error"),
                     "new": len(changes.new),
                     "resolved": len(changes.resolved),
                     "reopened": len(changes.reopened),
-                    "method": ",".join(sorted({str(o.data["method"]) for o in observations if "method" in o.data})),
-                    "connections": sum(net.sent.values()),
+                    **(summary or {}),
                 },
             )
-        outcome = SweepOutcome(sweep_id, started, finished, observations, changes)
+        outcome = SweepOutcome(sweep_id, started, now, list(observations), changes)
         for sink in self.sinks:
             try:
                 sink.publish(outcome)
@@ -250,13 +284,10 @@ class Sentinel:
                 "collectors": self.settings.collectors.model_copy(update={"probes": names}),
             }
         )
-        sub = Sentinel(settings, Registry(scope=self.registry.scope, systems=(system,)), self.clock)
-        # The same rules and store connection (and its outbox hook), not re-read or re-opened.
-        sub.__dict__["rules"], sub.__dict__["store"] = self.rules, self.store
+        sub = self.sibling(Registry(scope=self.registry.scope, systems=(system,)), settings)
         try:
             outcome = await sub.sweep(net, only=wanted)
         finally:
-            sub.__dict__.pop("store")
             sub.close()
         after = self.store.get_finding(finding.id) or finding
         if after.status == finding.status and after.status_reason == finding.status_reason:
@@ -268,7 +299,7 @@ class Sentinel:
         return self.store.get_finding(finding.id) or after
 
     def close(self) -> None:
-        if "store" in self.__dict__:
+        if "store" in self.__dict__ and self._shared_store is None:
             self.store.close()
         for sink in self.__dict__.get("sinks", []):
             sink.close()

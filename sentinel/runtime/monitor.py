@@ -265,10 +265,10 @@ class Monitor:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stopping.wait(), config.window)
                     continue
-                app = Sentinel(loaded.settings, registry=loaded.registry)
+                # the same path as a sweep's: rules with memory, accepted risks, the audit record, the sinks
+                app = Sentinel(loaded.settings, registry=with_unregistered(loaded.registry))
                 try:
-                    verdicts = app.rules.evaluate(result.observations, with_unregistered(loaded.registry))
-                    changes = app.tracker.apply(verdicts, app.clock())
+                    changes = app.ingest(result.observations, app.clock(), f"sniff:{config.iface}").changes
                 finally:
                     app.close()
                 log.info(
