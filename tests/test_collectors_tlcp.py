@@ -68,7 +68,6 @@ from tests.netns import require, require_tool
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 GM_RULES = (
-    "gm_tls_offered",
     "gm_tls_not_offered",
     "tlcp_cert_not_expired",
     "tlcp_cert_not_expiring_soon",
@@ -549,15 +548,15 @@ def _verdicts(obs: Observation) -> dict[str, bool | None]:
 
 
 def test_rules_on_the_observations(estate: dict[str, Scanned]) -> None:
+    assert estate["spec"].obs.data["gm.supported"] is True  # support is a fact of the observation, not a finding
     assert _verdicts(estate["spec"].obs) == {
-        "gm_tls_offered": True,
         "gm_tls_not_offered": False,
         "tlcp_cert_not_expired": True,  # the encryption certificate expired yesterday
         "tlcp_cert_not_expiring_soon": False,
         "tlcp_double_certificate_present": False,
     }
     plain = _verdicts(estate["openssl"].obs)
-    assert (plain["gm_tls_offered"], plain["gm_tls_not_offered"]) == (False, True)
+    assert (estate["openssl"].obs.data["gm.supported"], plain["gm_tls_not_offered"]) == (False, True)
     assert plain["tlcp_cert_not_expired"] is None and plain["tlcp_double_certificate_present"] is None
     assert _verdicts(estate["single_cert"].obs)["tlcp_double_certificate_present"] is True
     assert set(_verdicts(estate["http"].obs).values()) <= {None, False}
@@ -580,6 +579,4 @@ def test_gbt39786_framework_maps_the_rules_as_evidence() -> None:
     mapped = {req.id: {r.id for r in mapping.rules_for(fw.framework, req.id)} for req in fw.requirements}
     assert "tlcp_cert_not_expired" in mapped["GB/T 39786 8.2 a)"]
     assert "gm_tls_not_offered" in mapped["GB/T 39786 8.2 c)"]
-    # a finding of the informational rule is positive evidence: it must never count against a requirement
-    assert all("gm_tls_offered" not in rules for rules in mapped.values())
     assert "compliant" not in fw.caveat.lower().replace("non-compliant", "")
