@@ -160,7 +160,7 @@ def test_owners_get_only_their_own_systems_once(tmp_path: Path, smtp: tuple[Mail
     mails = {rcpts[0]: msg for _, rcpts, msg in box.messages}
     assert set(mails) == {"a@x.cn", "b@x.cn"}
     body_a = mails["a@x.cn"].get_payload(decode=True).decode()  # type: ignore[union-attr]
-    assert "系统A" in body_a and "系统B" not in body_a and "High-risk port open" in body_a and "整改建议" in body_a
+    assert "系统A" in body_a and "系统B" not in body_a and "高危端口开放" in body_a and "整改建议" in body_a
     assert "甲局" in str(email.header.make_header(email.header.decode_header(mails["a@x.cn"]["Subject"])))
     by_path = {p.split("?")[0]: (h, b) for p, h, b in Hooks.received}
     soc_headers, soc_body = by_path["/soc"]

@@ -51,13 +51,13 @@ def test_json_has_verdicts_problems_and_ratios(demo_store: Path, tmp_path: Path)
     verdicts = data["summary"]["verdicts"]
     assert verdicts["non_compliant"] > 0 and verdicts["not_assessed"] > 0
     assert "compliant" not in verdicts  # a remote monitor never claims compliance
-    expired = [p for p in data["problems"] if p["title"] == "TLS certificate has expired"]
+    expired = [p for p in data["problems"] if p["title"] == "TLS 证书已过期"]
     assert expired and expired[0]["risk"] == "high" and data["problems"][0]["number"] == "T001"
     assert [p["risk"] for p in data["problems"]] == sorted(
         (p["risk"] for p in data["problems"]), key=["high", "medium", "low"].index
     )
     portal = [r for r in data["records"] if r["system_id"] == "city-portal" and r["control"] == "8.1.2.2 b)"]
-    assert portal and portal[0]["verdict"] == "non_compliant" and "expired" in portal[0]["observed"]
+    assert portal and portal[0]["verdict"] == "non_compliant" and "证书已过期" in portal[0]["observed"]
     assert {d["name"] for d in data["summary"]["by_department"]} >= {"市大数据管理中心", "区政务服务中心"}
 
 
@@ -107,7 +107,7 @@ def test_pdf_and_html_render_chinese(demo_store: Path, tmp_path: Path) -> None:
         "安全问题汇总",
         "不符合",
         "市政务服务门户",
-        "TLS certificate",
+        "TLS 证书已过期",
     ):
         assert expected in text, expected
     shots = Path(__file__).resolve().parent.parent / "bench" / "out"
@@ -167,6 +167,7 @@ def test_csv_and_xlsx_honour_the_language(demo_store: Path, tmp_path: Path) -> N
     assert {"系统编号", "测评项", "符合情况"} <= rows[0].keys()
     assert {r["符合情况"] for r in rows} <= {"不符合", "部分符合", "远程未发现问题", "未评估", "不适用"}
     assert "non_compliant" not in zh and "`" not in zh
+    assert "TLS 证书已过期" in zh and "TLS certificate has expired" not in zh  # rule titles in Chinese too
     en = list(csv.DictReader(report(demo_store, tmp_path, "csv", "--lang", "en").read_text("utf-8-sig").splitlines()))
     assert {r["verdict"] for r in en} >= {"non-compliant"} and "符合情况" not in en[0]
     book = load_workbook(report(demo_store, tmp_path, "xlsx"))
@@ -177,6 +178,10 @@ def test_csv_and_xlsx_honour_the_language(demo_store: Path, tmp_path: Path) -> N
     assert "不符合" in values and "non_compliant" not in values
     problems = book["安全问题"]
     assert all("`" not in str(c.value) for row in problems.iter_rows() for c in row if c.value)
+    cells = {str(c.value) for row in problems.iter_rows() for c in row if c.value}
+    expired = next(r for r in problems.iter_rows(values_only=True) if "TLS 证书已过期" in r)
+    assert any(str(v).startswith("向签发 CA") for v in expired)  # the Chinese remediation next to it
+    assert not any("TLS certificate" in c or c.startswith("Renew") for c in cells)
 
 
 def test_oscal_validates_with_trestle(demo_store: Path, tmp_path: Path) -> None:
@@ -218,7 +223,7 @@ def test_pdf_is_signable_cover_page_numbers_and_toc(demo_store: Path, tmp_path: 
     for expected in ("某市大数据管理局", "R-2026-0013", start, end, "编制人", "审核人", "批准人", "单位盖章"):
         assert expected in cover, expected
     assert since.isoformat() not in cover and "+00:00" not in cover  # Beijing time, not a raw UTC stamp
-    assert "TLS certificate has expired" in "".join(pages)  # the period holds the demo's findings
+    assert "TLS 证书已过期" in "".join(pages)  # the period holds the demo's findings (in Chinese: a zh report)
     toc = pages[1]
     assert "目录" in toc
     # every TOC entry names the page its section starts on
@@ -233,6 +238,7 @@ def test_pdf_is_signable_cover_page_numbers_and_toc(demo_store: Path, tmp_path: 
     en = pdf_pages(report(demo_store, tmp_path, "pdf", "--lang", "en", *extra))
     assert all(f"Page {n} of {len(en)}" in " ".join(p.split()) for n, p in enumerate(en, start=1))
     assert "Contents" in en[1] and "Organisation" in en[0]
+    assert "TLS certificate has expired" in "".join(en) and "TLS 证书已过期" not in "".join(en)
 
 
 def test_estate_report_stays_usable(tmp_path: Path) -> None:

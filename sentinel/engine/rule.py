@@ -79,6 +79,9 @@ class Rule(BaseModel):
 
     id: str
     title: str = Field(min_length=3)
+    #: Chinese title and remediation (reports, notifications and the web view in zh). Optional in the schema;
+    #: `sentinel rules lint` requires them of shipped rules (docs/rules.md, "Chinese text").
+    title_zh: str = ""
     description: str = ""
     severity: Severity
     category: str
@@ -91,6 +94,7 @@ class Rule(BaseModel):
     evidence: list[str] = Field(default_factory=list)
     controls: Controls = Field(default_factory=Controls)
     remediation: str = Field(min_length=3)
+    remediation_zh: str = ""
     references: list[str] = Field(default_factory=list)
     enabled: bool = True
     # Stateful extensions (docs/rules.md, "Rules with memory"); evaluated by sentinel.engine.stateful.
@@ -112,6 +116,11 @@ class Rule(BaseModel):
         if not RULE_ID.match(value):
             raise ValueError(f"'{value}' is not a valid rule id (lowercase snake_case, 3-80 characters)")
         return value
+
+    @field_validator("title_zh", "remediation_zh")
+    @classmethod
+    def _zh(cls, value: str) -> str:
+        return zh_text(value)
 
     @field_validator("category")
     @classmethod
@@ -202,6 +211,17 @@ class Rule(BaseModel):
     def evaluate(self, obs: Observation) -> bool | None:
         """True: the problem is present; False: checked and absent; None: could not tell."""
         return self._compiled(obs.get)
+
+
+#: CJK ideographs and CJK/full-width punctuation: no space belongs between two of them in Chinese text.
+CJK = "\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
+_CJK_GAP = re.compile(f"(?<=[{CJK}]) (?=[{CJK}])")
+
+
+def zh_text(text: str) -> str:
+    """Chinese text with whitespace collapsed and no space between two CJK characters, so a folded YAML block
+    (which joins its lines with a space) can wrap Chinese anywhere; spaces next to Latin words stay."""
+    return _CJK_GAP.sub("", " ".join(text.split()))
 
 
 def _never(_get: Getter) -> bool | None:

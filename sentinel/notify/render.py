@@ -1,11 +1,21 @@
-"""Digest text in Chinese or English: a subject, plain text (mail), JSON (generic webhook); robots: `robots.py`."""
+"""Digest text in Chinese or English: a subject, plain text (mail), JSON (generic webhook); robots: `robots.py`.
+
+A finding's title and remediation are shown in the digest's language: the rule's `title_zh`/`remediation_zh`
+looked up by rule id (`sentinel.reports.text.finding_text`; `rules` defaults to the shipped rules), with markup
+such as backticks taken out (mail is plain text). The generic webhook's JSON keeps the finding as stored.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from sentinel.notify.digest import Digest, Event
 from sentinel.registry.models import Registry
+from sentinel.reports.text import finding_text, plain
+
+if TYPE_CHECKING:
+    from sentinel.engine.rule import Rule
 
 LABELS: dict[str, dict[str, str]] = {
     "zh": {
@@ -67,7 +77,19 @@ def subject(digest: Digest, registry: Registry, lang: str) -> str:
     return text + (t["overdue_subject"].format(n=late) if late else "")
 
 
-def _line_items(e: Event, registry: Registry, lang: str) -> list[tuple[str, str]]:
+def title(e: Event, lang: str, rules: Mapping[str, Rule] | None = None) -> str:
+    """The finding's title in `lang`, as plain text."""
+    return plain(finding_text(e.finding, "title", lang, rules))
+
+
+def remediation(e: Event, lang: str, rules: Mapping[str, Rule] | None = None) -> str:
+    """The finding's remediation in `lang`, as plain text on one line."""
+    return plain(finding_text(e.finding, "remediation", lang, rules))
+
+
+def _line_items(
+    e: Event, registry: Registry, lang: str, rules: Mapping[str, Rule] | None = None
+) -> list[tuple[str, str]]:
     t = LABELS[lang]
     f = e.finding
     system = registry.by_id.get(f.system_id)
@@ -78,11 +100,11 @@ def _line_items(e: Event, registry: Registry, lang: str) -> list[tuple[str, str]
         (t["since"], f.first_seen.strftime("%Y-%m-%d %H:%M UTC")),
     ]
     if e.kind != "resolved":
-        items.append((t["fix"], " ".join(f.remediation.split())))
+        items.append((t["fix"], remediation(e, lang, rules)))
     return items
 
 
-def plain_text(digest: Digest, registry: Registry, lang: str) -> str:
+def plain_text(digest: Digest, registry: Registry, lang: str, rules: Mapping[str, Rule] | None = None) -> str:
     t = LABELS[lang]
     lines = [subject(digest, registry, lang), ""]
     for kind in ("new", "reopened", "overdue", "resolved"):
@@ -91,8 +113,8 @@ def plain_text(digest: Digest, registry: Registry, lang: str) -> str:
             continue
         lines.append(f"== {t[kind]} ({len(events)}) ==")
         for e in events:
-            lines.append(f"* {e.finding.title}")
-            lines.extend(f"    {k}: {v}" for k, v in _line_items(e, registry, lang))
+            lines.append(f"* {title(e, lang, rules)}")
+            lines.extend(f"    {k}: {v}" for k, v in _line_items(e, registry, lang, rules))
             lines.append(f"    id: {e.finding.id[:12]}")
         lines.append("")
     lines.append(t["footer"])

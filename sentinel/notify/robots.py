@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sentinel.notify import render
 from sentinel.notify.digest import Digest
 from sentinel.notify.render import LABELS, SEVERITY_NAMES, subject
 from sentinel.registry.models import Registry
+
+if TYPE_CHECKING:
+    from sentinel.engine.rule import Rule
 
 #: message budgets in UTF-8 bytes, below each robot's documented limit
 BYTE_BUDGET = {"wecom": 4000, "dingtalk": 16000, "feishu": 24000}
@@ -42,7 +46,8 @@ class RobotItem:
     finding_id: str
 
 
-def items(digest: Digest, registry: Registry, lang: str) -> list[RobotItem]:
+def items(digest: Digest, registry: Registry, lang: str, rules: Mapping[str, Rule] | None = None) -> list[RobotItem]:
+    """One item per event; title and remediation in `lang` (render.title/render.remediation)."""
     out = []
     for e in digest.events:
         f = e.finding
@@ -51,10 +56,10 @@ def items(digest: Digest, registry: Registry, lang: str) -> list[RobotItem]:
             RobotItem(
                 kind=e.kind,
                 severity=f.severity.value,
-                title=plain(f.title),
+                title=plain(render.title(e, lang, rules)),
                 system=plain(f"{system.name} ({f.system_id})" if system else f.system_id),
                 target=plain(f.target),
-                fix=plain(" ".join(f.remediation.split()))[:300] if e.kind != "resolved" else None,
+                fix=plain(render.remediation(e, lang, rules))[:300] if e.kind != "resolved" else None,
                 finding_id=f.id[:12],
             )
         )
@@ -83,14 +88,14 @@ def _severity(lang: str, item: RobotItem) -> str:
     return SEVERITY_NAMES[lang][item.severity]
 
 
-def wecom(digest: Digest, registry: Registry, lang: str) -> dict[str, Any]:
+def wecom(digest: Digest, registry: Registry, lang: str, rules: Mapping[str, Rule] | None = None) -> dict[str, Any]:
     t = LABELS[lang]
     colour = {"critical": "warning", "high": "warning", "medium": "comment"}
     c = _sep(lang)
     blocks = [
         f'**{t[i.kind]}** <font color="{colour.get(i.severity, "info")}">[{_severity(lang, i)}]</font> {i.title}\n'
         f"> {t['system']}{c}{i.system}\n> {t['target']}{c}{i.target}" + (f"\n> {t['fix']}{c}{i.fix}" if i.fix else "")
-        for i in items(digest, registry, lang)
+        for i in items(digest, registry, lang, rules)
     ]
 
     def render(shown: list[str], more: int) -> dict[str, Any]:
@@ -102,14 +107,14 @@ def wecom(digest: Digest, registry: Registry, lang: str) -> dict[str, Any]:
     return _fit(render, blocks, BYTE_BUDGET["wecom"])
 
 
-def dingtalk(digest: Digest, registry: Registry, lang: str) -> dict[str, Any]:
+def dingtalk(digest: Digest, registry: Registry, lang: str, rules: Mapping[str, Rule] | None = None) -> dict[str, Any]:
     t = LABELS[lang]
     c = _sep(lang)
     # DingTalk joins single newlines: list items and blank lines keep lines apart
     blocks = [
         f"**{t[i.kind]} [{_severity(lang, i)}] {i.title}**\n\n"
         f"- {t['system']}{c}{i.system}\n- {t['target']}{c}{i.target}" + (f"\n- {t['fix']}{c}{i.fix}" if i.fix else "")
-        for i in items(digest, registry, lang)
+        for i in items(digest, registry, lang, rules)
     ]
     title = plain(subject(digest, registry, lang))
 
@@ -123,10 +128,10 @@ def dingtalk(digest: Digest, registry: Registry, lang: str) -> dict[str, Any]:
     return _fit(render, blocks, BYTE_BUDGET["dingtalk"])
 
 
-def feishu(digest: Digest, registry: Registry, lang: str) -> dict[str, Any]:
+def feishu(digest: Digest, registry: Registry, lang: str, rules: Mapping[str, Rule] | None = None) -> dict[str, Any]:
     """An interactive card: a coloured header with the subject, one `lark_md` block per finding."""
     t = LABELS[lang]
-    found = items(digest, registry, lang)
+    found = items(digest, registry, lang, rules)
     worst = {i.severity for i in found if i.kind != "resolved"}
     c = _sep(lang)
     template = "red" if digest.immediate or "critical" in worst else "orange" if "high" in worst else "blue"

@@ -1,31 +1,95 @@
-"""Text helpers for reports: a rule's words in the report's language, markup, and local (Beijing) time."""
+"""Text helpers for reports, notifications and the web view: a rule's or a finding's words in a language, markup,
+and local (Beijing) time."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from markupsafe import Markup, escape
+
+if TYPE_CHECKING:
+    from sentinel.engine.rule import Rule
+
+log = logging.getLogger(__name__)
 
 _CODE = re.compile(r"`([^`]+)`")
 _EMPHASIS = re.compile(r"\*\*([^*]+)\*\*|__([^_]+)__")
 
-#: Rule attributes consulted, in order, for a language's text (proposed rule-schema fields: title_zh,
-#: remediation_zh; an `i18n: {zh: {title, remediation}}` mapping is read too, whichever the schema adopts).
-LOCALISED_FIELDS = {"title": "title_zh", "remediation": "remediation_zh"}
+#: The Chinese words of a `<id>_flapping` companion finding (sentinel.engine.stateful.flapping_rule writes English).
+FLAPPING_TITLE_ZH = "状态频繁波动：{}"
+FLAPPING_REMEDIATION_ZH = (
+    "查明间歇性故障的根因（过载、负载均衡后端节点故障、链路不稳定），不要只处理表象。原整改建议：{}"
+)
+_FLAPPING_SUFFIX = "_flapping"
 
 
 def rule_text(rule: Any, field: str, lang: str, fallback: str) -> tuple[str, bool]:
-    """(text, localised): the rule's `field` in `lang`, else `fallback` (the English text) and False."""
+    """(text, localised): the rule's `field` in `lang` (its `<field>_<lang>` attribute: `title_zh`,
+    `remediation_zh`), else `fallback` (the English text) and False."""
     if lang == "en" or rule is None:
         return fallback, lang == "en"
-    value = getattr(rule, LOCALISED_FIELDS.get(field, f"{field}_{lang}"), None)
-    if not value:
-        i18n = getattr(rule, "i18n", None)
-        if isinstance(i18n, dict):
-            value = (i18n.get(lang) or {}).get(field)
+    value = getattr(rule, f"{field}_{lang}", None)
     return (str(value), True) if value else (fallback, False)
+
+
+class FindingText(Protocol):
+    """What `finding_text` reads of a finding (sentinel.models.Finding)."""
+
+    rule_id: str
+    title: str
+    remediation: str
+
+
+@functools.cache
+def shipped_rules() -> Mapping[str, Rule]:
+    """The shipped rules by id, loaded once per process: the Chinese text of findings shown where the loaded rule
+    set is not at hand (notifications, the web view). Empty (English shown) if they cannot be loaded."""
+    from sentinel.engine.loader import load_rules
+    from sentinel.engine.paths import shipped_rules_dir
+    from sentinel.errors import InputError
+
+    try:
+        return {r.id: r for r in load_rules([shipped_rules_dir()])}
+    except (InputError, OSError) as exc:
+        log.warning("shipped rules not loaded, findings are shown in English: %s", exc)
+        return {}
+
+
+def _same(a: str, b: str) -> bool:
+    return a.split() == b.split()
+
+
+def finding_text(finding: FindingText, field: str, lang: str, rules: Mapping[str, Rule] | None = None) -> str:
+    """A finding's `title` or `remediation` in `lang`.
+
+    A finding stores the English words of its rule (the tracker copies them); the translation comes from the rule
+    with the finding's id in `rules` (default: the shipped rules), and only when that rule's English text is the
+    finding's, so a third-party rule that reuses a shipped id, or a finding from before a rule's wording changed,
+    keeps its own English text rather than a translation of other words. `<id>_flapping` companions are
+    translated from their base rule. Anything else: the finding's own text."""
+    english: str = getattr(finding, field)
+    if lang == "en":
+        return english
+    catalogue = shipped_rules() if rules is None else rules
+    rule = catalogue.get(finding.rule_id)
+    if rule is not None:
+        return rule_text(rule, field, lang, english)[0] if _same(getattr(rule, field), english) else english
+    base_id = finding.rule_id.removesuffix(_FLAPPING_SUFFIX)
+    base = catalogue.get(base_id) if base_id != finding.rule_id else None
+    if base is None or base.flapping is None or lang != "zh":
+        return english
+    from sentinel.engine.stateful import flapping_rule
+
+    companion = flapping_rule(base)
+    local, ok = rule_text(base, field, lang, english)
+    if not ok or not _same(getattr(companion, field), english):
+        return english
+    return (FLAPPING_TITLE_ZH if field == "title" else FLAPPING_REMEDIATION_ZH).format(local)
 
 
 def plain(text: str) -> str:

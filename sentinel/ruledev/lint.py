@@ -4,11 +4,13 @@ Cross-rule checks: duplicate ids (including the `<id>_flapping` companions), con
 file defines, rules without a fixture, fixtures without a positive and a negative case, fixtures for rules
 that do not exist. Per rule: a precondition (the target answered, the scheme, a non-error status) buried in
 the condition's top-level `all`, where failing it would read as "fixed" and resolve findings; it belongs in
-`when:`.
+`when:`; the Chinese title and remediation (`title_zh`, `remediation_zh`): required of shipped rules (a
+problem), a warning for other rules, and always Chinese text without Markdown markup when given.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,8 @@ from pydantic import ValidationError
 from sentinel.compliance.frameworks import Framework, known_control_ids, load_frameworks
 from sentinel.engine.conditions import Condition
 from sentinel.engine.loader import rule_files
-from sentinel.engine.rule import Rule
+from sentinel.engine.paths import shipped_rules_dir
+from sentinel.engine.rule import CJK, Rule
 from sentinel.engine.stateful import FLAPPING_SUFFIX
 from sentinel.errors import InputError, Problem
 from sentinel.ruledev.fixtures import LoadedFixture, load_fixtures, parse_fixture
@@ -25,12 +28,40 @@ from sentinel.yamlio import LineDict, line_of, load_yaml_file, validation_proble
 
 NAMESPACES = ("mlps", "gov_web", "nist_800_53", "cis_v8")
 
+#: The Chinese text every shipped rule must carry (docs/rules.md, "Chinese text").
+ZH_FIELDS = ("title_zh", "remediation_zh")
+#: Shipped rules whose Chinese text is still being written: a warning, not a problem, until it is there.
+#: Remove an id once its rule has the text (tests/test_rules_zh.py fails while a listed rule already has it).
+ZH_PENDING = frozenset(
+    {
+        "traffic_arp_spoof",
+        "traffic_bruteforce_login",
+        "traffic_capture_lossy",
+        "traffic_cleartext_credentials",
+        "traffic_dns_tunnel",
+        "traffic_host_sweep",
+        "traffic_icmp_flood",
+        "traffic_icmp_oversized",
+        "traffic_personal_data_cleartext",
+        "traffic_portscan_horizontal",
+        "traffic_portscan_udp",
+        "traffic_portscan_vertical",
+        "traffic_syn_flood",
+        "traffic_threat_intel_contact",
+        "traffic_undeclared_service",
+    }
+)
+_HAS_CJK = re.compile(f"[{CJK}]")
+_MARKUP = re.compile(r"`|\*\*|__")
+
 
 @dataclass
 class LintReport:
     rules: list[Rule] = field(default_factory=list)
     fixtures: list[LoadedFixture] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: what a third-party rule should still fix but may ship without (a missing Chinese text)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -96,6 +127,33 @@ def precondition_problems(item: _Parsed) -> list[Problem]:
     return out
 
 
+def is_shipped(file: Path) -> bool:
+    """The file is one of Sentinel's own rules (under the shipped rules directory)."""
+    return file.resolve().is_relative_to(shipped_rules_dir().resolve())
+
+
+def zh_problems(item: _Parsed, required: bool) -> tuple[list[Problem], list[Problem]]:
+    """(problems, warnings) about the rule's Chinese text: missing is a problem when `required`, else a warning;
+    given text must be Chinese and carry no Markdown markup (robots, mail and CSV show it as it is)."""
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    file = str(item.file)
+    for name in ZH_FIELDS:
+        value: str = getattr(item.rule, name)
+        english = name.removesuffix("_zh")
+        line = item.data.key_lines.get(name) or item.data.key_lines.get(english)
+        if not value:
+            message = f"{name}: missing: every rule needs its {english} in Chinese (reports, notifications, web view)"
+            (problems if required else warnings).append(Problem(file, line, message))
+        elif not _HAS_CJK.search(value):
+            problems.append(Problem(file, line, f"{name}: is not Chinese text"))
+        elif _MARKUP.search(value):
+            problems.append(
+                Problem(file, line, f"{name}: no Markdown markup (`, **, __): write commands and settings plainly")
+            )
+    return problems, warnings
+
+
 def _fixture_for(rule_file: Path, rule_id: str, roots: list[Path]) -> Path | None:
     for base in [*roots, rule_file.parent, rule_file.parent.parent]:
         for folder in ("tests", "fixtures"):
@@ -105,7 +163,9 @@ def _fixture_for(rule_file: Path, rule_id: str, roots: list[Path]) -> Path | Non
     return None
 
 
-def lint(paths: list[Path], frameworks: list[Framework] | None = None) -> LintReport:
+def lint(paths: list[Path], frameworks: list[Framework] | None = None, require_zh: bool | None = None) -> LintReport:
+    """`require_zh`: a missing Chinese text is a problem (True), a warning (False), or, by default (None), a
+    problem for the shipped rules (except `ZH_PENDING`) and a warning for any other rule."""
     report = LintReport()
     problems = report.problems
     parsed: list[_Parsed] = []
@@ -135,6 +195,10 @@ def lint(paths: list[Path], frameworks: list[Framework] | None = None) -> LintRe
         report.rules.append(item.rule)
     for item in parsed:
         problems.extend(precondition_problems(item))
+        required = require_zh if require_zh is not None else is_shipped(item.file) and item.rule.id not in ZH_PENDING
+        zh, zh_warnings = zh_problems(item, required)
+        problems.extend(zh)
+        report.warnings.extend(zh_warnings)
         companion = item.rule.id + FLAPPING_SUFFIX
         if item.rule.flapping is not None and companion in seen:
             problems.append(
@@ -186,4 +250,5 @@ def lint(paths: list[Path], frameworks: list[Framework] | None = None) -> LintRe
         if fx.fixture.rule not in seen and roots:
             problems.append(Problem(str(fx.path), 1, f"fixture for unknown rule '{fx.fixture.rule}'"))
     problems.sort(key=lambda p: (p.file, p.line or 0, p.message))
+    report.warnings.sort(key=lambda p: (p.file, p.line or 0, p.message))
     return report

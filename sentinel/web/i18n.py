@@ -1,6 +1,16 @@
-"""Page labels in Chinese and English."""
+"""Page labels in Chinese and English, and findings' rule text (title, remediation) in the page's language."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from markupsafe import Markup
+
+from sentinel.reports.text import FindingText, finding_text, rich_html
+
+if TYPE_CHECKING:
+    from sentinel.engine.rule import Rule
 
 LANGUAGES = ("zh", "en")
 
@@ -132,6 +142,24 @@ _LABELS: dict[str, dict[str, str]] = {
 }
 
 
-def translator(lang: str) -> dict[str, str]:
+class Translator(dict[str, str]):
+    """The labels of one language (`t.key`, `t[key]`), plus a finding's title and remediation in that language
+    (`t.finding_title(f)`, `t.finding_fix(f)`): the rule's `title_zh`/`remediation_zh` looked up by rule id
+    (sentinel.reports.text.finding_text), as HTML with `code` marked up, never as raw backticks."""
+
+    def __init__(self, lang: str, labels: Mapping[str, str], rules: Mapping[str, Rule] | None = None) -> None:
+        super().__init__(labels)
+        self._lang = lang
+        self._rules = rules
+
+    def finding_title(self, finding: FindingText) -> Markup:
+        return rich_html(finding_text(finding, "title", self._lang, self._rules))
+
+    def finding_fix(self, finding: FindingText) -> Markup:
+        return rich_html(finding_text(finding, "remediation", self._lang, self._rules))
+
+
+def translator(lang: str, rules: Mapping[str, Rule] | None = None) -> Translator:
+    """`rules`: the rule set the findings came from (rule id → Rule); default: the shipped rules."""
     lang = lang if lang in LANGUAGES else "zh"
-    return {key: texts[lang] for key, texts in _LABELS.items()}
+    return Translator(lang, {key: texts[lang] for key, texts in _LABELS.items()}, rules)
