@@ -24,12 +24,16 @@ def rules() -> None:
 
 @rules.command()
 @paths_argument
-def lint(paths: tuple[Path, ...]) -> int:
+@click.option("--require-zh", is_flag=True, help="A rule without Chinese title and remediation is an error.")
+def lint(paths: tuple[Path, ...], require_zh: bool) -> int:
     """Validate rules, fixtures and their cross-references; every problem as FILE:LINE: message.
 
     Besides each file's schema: duplicate ids, control ids that no framework file (rules/frameworks/)
-    defines, rules without a fixture, fixtures without a present and an absent case."""
-    report = lint_rules(list(paths) or [shipped_rules_dir()])
+    defines, rules without a fixture, fixtures without a present and an absent case, and Chinese text
+    (required for the shipped rules; a warning for others unless --require-zh)."""
+    report = lint_rules(list(paths) or [shipped_rules_dir()], require_zh=True if require_zh else None)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if report.problems:
         raise InputError(report.problems)
     click.echo(f"{len(report.rules)} rules and {len(report.fixtures)} fixture files OK")

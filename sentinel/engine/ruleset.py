@@ -42,6 +42,11 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
+    @property
+    def by_id(self) -> dict[str, Rule]:
+        """Rule id → rule (renderers look up a finding's rule for its text in another language)."""
+        return {r.id: r for r in self.rules}
+
     def for_kind(self, kind: str) -> list[Rule]:
         return self._by_kind.get(kind, [])
 

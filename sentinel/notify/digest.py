@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sentinel.models import Finding, FindingStatus, Severity
 from sentinel.registry.models import Registry
+from sentinel.store.schema import SchemaComponent, migrate
 
 NOTIFY_SCHEMA: list[list[str]] = [
     [
@@ -32,6 +33,10 @@ NOTIFY_SCHEMA: list[list[str]] = [
         )""",
     ],
 ]
+
+
+#: the store schema component of the notification ledger (passed to the store by the composition root)
+NOTIFY_COMPONENT = SchemaComponent("notify", NOTIFY_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,8 @@ class Ledger:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        # a store opened without the component (a tool, a test) gets the ledger tables through the store's loop
+        migrate(db, [NOTIFY_COMPONENT], "store")
 
     def sent_keys(self, recipient: str) -> set[str]:
         rows = self.db.execute("SELECT event_key FROM notify_sent WHERE recipient = ?", (recipient,))

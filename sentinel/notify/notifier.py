@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sentinel.findings.policy import FindingsSettings, is_overdue
 from sentinel.models import FindingStatus
@@ -18,6 +19,9 @@ from sentinel.notify.robots import ROBOTS
 from sentinel.notify.settings import NotifySettings
 from sentinel.registry.models import Registry
 from sentinel.store import SqliteStore
+
+if TYPE_CHECKING:
+    from sentinel.engine.rule import Rule
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +49,12 @@ class Notifier:
         store: SqliteStore,
         sleep: Callable[[float], None] = time.sleep,
         policy: FindingsSettings | None = None,
+        rules: Mapping[str, Rule] | None = None,
     ) -> None:
         """`policy`: the findings SLA; given, findings past their due date are escalated to their owners once
         (an "overdue" event in the next digest). `sentinel run` and `sentinel notify` pass `settings.findings`."""
         self.policy = policy
+        self.rules = rules  # rule id → Rule, for the Chinese text of custom rules (default: the shipped ones)
         self.settings = settings
         self.registry = registry
         self.store = store
@@ -114,9 +120,9 @@ class Notifier:
         key, lang = digest.recipient.key, self.settings.language
         if key.startswith("mail:"):
             assert self.settings.smtp is not None
-            send_mail(self.settings.smtp, key[5:], subject, render.plain_text(digest, self.registry, lang))
+            send_mail(self.settings.smtp, key[5:], subject, render.plain_text(digest, self.registry, lang, self.rules))
             return
         hook = self.settings.webhooks[int(key[5:])]
         robot = ROBOTS.get(hook.format)
-        body = robot(digest, self.registry, lang) if robot else render.as_json(digest, self.registry, lang)
+        body = robot(digest, self.registry, lang, self.rules) if robot else render.as_json(digest, self.registry, lang)
         post_webhook(hook, body)

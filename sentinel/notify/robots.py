@@ -168,7 +168,7 @@ def _more(lang: str, n: int) -> str:
     return f"…… 另有 {n} 项，请在 Sentinel 中查看" if lang == "zh" else f"… and {n} more in Sentinel"
 
 
-ROBOTS: dict[str, Callable[[Digest, Registry, str], dict[str, Any]]] = {
+ROBOTS: dict[str, Callable[[Digest, Registry, str, Mapping[str, Rule] | None], dict[str, Any]]] = {
     "wecom": wecom,
     "dingtalk": dingtalk,
     "feishu": feishu,

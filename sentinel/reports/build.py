@@ -30,7 +30,7 @@ from sentinel.reports.model import (
     SystemRow,
     VerdictLike,
 )
-from sentinel.reports.text import framework_title, local_time, plain, rule_text
+from sentinel.reports.text import finding_text, framework_title, local_time, plain, rule_text
 from sentinel.store import SqliteStore
 
 RISK = {
@@ -156,8 +156,8 @@ def build_report(
     untranslated: set[str] = set()
 
     def title_of(f: Finding) -> str:
-        text, ok = rule_text(rule_by_id.get(f.rule_id), "title", lang, f.title)
-        if not ok:
+        text = finding_text(f, "title", lang, rule_by_id)  # flapping companions too
+        if lang != "en" and text == f.title:
             untranslated.add(f.rule_id)
         return text
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from sentinel.app import Sentinel
+from sentinel.app import Sentinel, open_store
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.config.settings import Settings
 from sentinel.engine.loader import load_rules, rule_files
@@ -31,9 +31,9 @@ from sentinel.notify.notifier import Notifier
 from sentinel.registry.loader import load_registry, registry_files
 from sentinel.registry.models import Registry
 from sentinel.registry.sharding import shard_registry
-from sentinel.sinks.elasticsearch.client import build_client
-from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings, elasticsearch_settings
-from sentinel.sinks.elasticsearch.shipper import Shipper
+from sentinel.sinks import OutboxSink, build_sinks
+from sentinel.sinks.settings import sink_sections
+from sentinel.sinks.shipper import Shipper
 from sentinel.store import SqliteStore
 from sentinel.traffic.analyze import with_unregistered
 from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
@@ -165,7 +165,7 @@ class Monitor:
         settings = loaded.settings.model_copy(
             update={"collectors": loaded.settings.collectors.model_copy(update={"probes": [probe]})}
         )
-        app = Sentinel(settings, registry=registry)
+        app = Sentinel(settings, registry=registry, ship_inline=False)  # the ship loop delivers
         try:
             outcome = await app.sweep(net=loaded.network())
         except SentinelError as exc:
@@ -202,9 +202,13 @@ class Monitor:
 
     @staticmethod
     def _notify_once(settings: Settings, registry: Registry) -> None:
-        store = SqliteStore(settings.store)  # its own connection: this runs in a worker thread
+        store = open_store(settings.store)  # its own connection: this runs in a worker thread
         try:
-            report = Notifier(settings.notify, registry, store, policy=settings.findings).run(datetime.now(UTC))
+            # custom rule folders bring their own Chinese text; the shipped rules' is cached per process
+            rules = Sentinel(settings, registry=registry).rules.by_id if settings.rules else None
+            report = Notifier(settings.notify, registry, store, policy=settings.findings, rules=rules).run(
+                datetime.now(UTC)
+            )
             for d in report.failed:
                 log.warning("notification to %s failed: %s", d.digest.recipient.key, d.error)
             if report.sent:
@@ -213,29 +217,41 @@ class Monitor:
             store.close()
 
     async def _ship_loop(self) -> None:
-        """Drain the Elasticsearch outbox continuously (in a worker thread, on its own connection)."""
+        """Drain every sink's outbox queue continuously: one loop for all sinks (in a worker thread, on its own
+        connection), each sink in turn for at most `run.ship_every` seconds."""
         while not self.stopping.is_set():
             settings = self.current.settings
-            es = elasticsearch_settings(settings)
-            if es is not None:
-                await asyncio.to_thread(self._ship_once, settings, es)
+            if sink_sections(settings):
+                await asyncio.to_thread(self._ship_once, settings)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), settings.run.ship_every)
 
-    def _ship_once(self, settings: Settings, es: ElasticsearchSettings) -> None:
-        store = SqliteStore(settings.store)
+    def _ship_once(self, settings: Settings) -> None:
         try:
-            report = Shipper(store, build_client(es), es).drain(
-                timeout=settings.run.ship_every, stop=self.stopping.is_set
-            )
+            sinks = build_sinks(settings)
+        except InputError as exc:  # a reload validated these; an environment change can still break them
+            log.error("sinks not shipped: %s", "; ".join(str(p) for p in exc.problems))
+            return
+        store = open_store(settings.store)
+        try:
+            for sink in sinks:
+                if self.stopping.is_set():
+                    break
+                self._ship_sink(store, sink, settings.run.ship_every)
+        finally:
+            for sink in sinks:
+                sink.close()
+            store.close()
+
+    def _ship_sink(self, store: SqliteStore, sink: OutboxSink, budget: float) -> None:
+        try:
+            report = Shipper(store, sink).drain(timeout=budget, stop=self.stopping.is_set)
             # Failures are the shipper's to log (an outage once, then a summary a minute); a backlog that
             # simply did not fit in this drain is news, not a warning.
-            if report.remaining and not report.last_error:
-                log.info("Elasticsearch outbox: %d documents still queued", report.remaining)
-        except Exception as exc:  # a dead cluster must never stop the monitor; the outbox keeps everything
-            log.warning("shipping to Elasticsearch failed: %s", exc)
-        finally:
-            store.close()
+            if report.remaining and not report.last_error and not report.busy:
+                log.info("%s outbox: %d documents still queued", sink.name, report.remaining)
+        except Exception as exc:  # a dead sink must never stop the monitor; the outbox keeps everything
+            log.warning("shipping to %s failed: %s", sink.name, exc)
 
     async def _sniff_loop(self) -> None:
         """Passive detectors on live traffic, window after window, through the same rules and tracker.
@@ -266,7 +282,7 @@ class Monitor:
                         await asyncio.wait_for(self.stopping.wait(), config.window)
                     continue
                 # the same path as a sweep's: rules with memory, accepted risks, the audit record, the sinks
-                app = Sentinel(loaded.settings, registry=with_unregistered(loaded.registry))
+                app = Sentinel(loaded.settings, registry=with_unregistered(loaded.registry), ship_inline=False)
                 try:
                     changes = app.ingest(result.observations, app.clock(), f"sniff:{config.iface}").changes
                 finally:
