@@ -20,16 +20,21 @@ from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
 from sentinel.engine.state import StoreState
+from sentinel.engine.state_schema import ENGINE_STATE_COMPONENT
 from sentinel.errors import InputError, Problem
 from sentinel.findings.exceptions import RiskException, apply_exceptions, load_exceptions
 from sentinel.findings.policy import FindingsSettings
 from sentinel.findings.tracker import FindingTracker
 from sentinel.models.finding import ACTIVE_STATUSES
+from sentinel.notify.digest import NOTIFY_COMPONENT
 from sentinel.registry.loader import load_registry
 from sentinel.registry.models import Registry
-from sentinel.sinks import Sink, SweepOutcome, build_sinks
-from sentinel.sinks.elasticsearch.outbox import install_outbox
+from sentinel.sinks import OutboxSink, SweepOutcome, build_sinks
+from sentinel.sinks.elasticsearch.schema import ES_OUTBOX
+from sentinel.sinks.outbox import SINK_OUTBOX, OutboxWriter, install_sinks
+from sentinel.sinks.shipper import Shipper
 from sentinel.store import SqliteStore
+from sentinel.store.schema import SchemaComponent
 
 if TYPE_CHECKING:  # the collectors (aiohttp, raw sockets) load only when a sweep is planned or run
     from sentinel.collectors.network import ScopedNetwork
@@ -54,6 +59,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: Every stage's store tables, applied when the store opens (the store itself knows only `core`). `es_outbox`
+#: moves a pre-issue-12 Elasticsearch queue into the shared outbox and keeps its names as views.
+SCHEMA_COMPONENTS: tuple[SchemaComponent, ...] = (ENGINE_STATE_COMPONENT, NOTIFY_COMPONENT, SINK_OUTBOX, ES_OUTBOX)
+
+
+def open_store(path: Path | str) -> SqliteStore:
+    """The store with every component's tables: what each process of Sentinel opens."""
+    return SqliteStore(path, SCHEMA_COMPONENTS)
+
+
 class Sentinel:
     def __init__(
         self,
@@ -61,8 +76,13 @@ class Sentinel:
         registry: Registry | None = None,
         clock: Clock = utcnow,
         findings_policy: FindingsSettings | None = None,
+        ship_inline: bool = True,
     ) -> None:
+        """`ship_inline`: deliver to the sinks that want it right after each ingest (one-shot commands);
+        `sentinel run` turns it off and ships every sink's queue from its own loop."""
         self.settings = settings
+        self.ship_inline = ship_inline
+        self._outbox: OutboxWriter | None = None
         self._registry = registry
         self.clock = clock
         self._findings_policy = findings_policy
@@ -72,9 +92,10 @@ class Sentinel:
         """Another composition over a different registry (one system for a re-check, the registry plus the
         unregistered-hosts pseudo-system for traffic) that shares this one's loaded rules and open store;
         closing it leaves them to this one."""
-        other = Sentinel(settings or self.settings, registry, self.clock, self._findings_policy)
+        other = Sentinel(settings or self.settings, registry, self.clock, self._findings_policy, self.ship_inline)
         other.__dict__["rules"] = self.rules
         other._shared_store = self.store
+        other._outbox = self._outbox
         return other
 
     @property
@@ -97,9 +118,11 @@ class Sentinel:
     def store(self) -> SqliteStore:
         if self._shared_store is not None:
             return self._shared_store
-        store = SqliteStore(self.settings.store)
-        # Queue findings and observations for Elasticsearch in the same transactions that record them.
-        install_outbox(store, self.settings, registry=lambda: self._registry)
+        store = open_store(self.settings.store)
+        # Queue findings (and observations, for sinks that want them) for every sink in the transactions that
+        # record them: a sink that is down loses nothing, a rolled-back sweep queues nothing.
+        if self.sinks:
+            self._outbox = install_sinks(store, self.sinks, registry=lambda: self._registry)
         return store
 
     @cached_property
@@ -124,8 +147,19 @@ class Sentinel:
         return AnomalyEngine(self.rules, self.registry, StoreState(self.store))
 
     @cached_property
-    def sinks(self) -> list[Sink]:
-        return build_sinks(self.settings.sinks)
+    def sinks(self) -> list[OutboxSink]:
+        return build_sinks(self.settings)
+
+    def ship(self, inline_only: bool = True) -> None:
+        """Deliver what the sinks' queues hold now, without waiting out a backoff (a dead sink costs one attempt;
+        its rows wait for `sentinel run` or `sentinel sinks ship`). `inline_only`: only sinks that want it."""
+        for sink in self.sinks:
+            if inline_only and not sink.flush_inline:
+                continue
+            try:
+                Shipper(self.store, sink).drain(wait=False)
+            except Exception as exc:  # a sink failing must not lose the sweep: the store and the outbox have it
+                log.error("sink %s failed: %s", sink.name, exc)
 
     def plan(self, on_system: Callable[[int], None] | None = None) -> list[PlannedJob]:
         from sentinel.collectors import build_probes
@@ -208,34 +242,38 @@ class Sentinel:
         if sweep is None:
             sweep = (self.store.start_sweep(now, self.settings.actor, self.settings.fingerprint(), 0), now)
         sweep_id, started = sweep
-        with self.store.transaction():
-            self.store.save_observations(observations)
-            # Engine state commits with the findings. Only targets with an open finding need "absent"
-            # verdicts (to resolve it); elsewhere the engine may skip rules whose guard is false.
-            active = {(f.system_id, f.target) for f in self.store.list_findings(statuses=ACTIVE_STATUSES)}
-            verdicts = self.anomaly.evaluate(observations, now, active)
-            changes = self.tracker.apply(verdicts, now)
-            apply_exceptions(self.tracker, self.exceptions, now)
-            self.tracker.expire_suppressions(now)
-            self.store.finish_sweep(
-                sweep_id,
-                now,
-                {
-                    "source": source,
-                    "observations": len(observations),
-                    "errors": sum(1 for o in observations if o.status.value == "error"),
-                    "new": len(changes.new),
-                    "resolved": len(changes.resolved),
-                    "reopened": len(changes.reopened),
-                    **(summary or {}),
-                },
-            )
+        _ = self.store  # opened (and the outbox installed) before the transaction
+        if self._outbox is not None:
+            self._outbox.sweep_id = sweep_id  # events queued by this transaction name its sweep
+        try:
+            with self.store.transaction():
+                self.store.save_observations(observations)
+                # Engine state commits with the findings. Only targets with an open finding need "absent"
+                # verdicts (to resolve it); elsewhere the engine may skip rules whose guard is false.
+                active = {(f.system_id, f.target) for f in self.store.list_findings(statuses=ACTIVE_STATUSES)}
+                verdicts = self.anomaly.evaluate(observations, now, active)
+                changes = self.tracker.apply(verdicts, now)
+                apply_exceptions(self.tracker, self.exceptions, now)
+                self.tracker.expire_suppressions(now)
+                self.store.finish_sweep(
+                    sweep_id,
+                    now,
+                    {
+                        "source": source,
+                        "observations": len(observations),
+                        "errors": sum(1 for o in observations if o.status.value == "error"),
+                        "new": len(changes.new),
+                        "resolved": len(changes.resolved),
+                        "reopened": len(changes.reopened),
+                        **(summary or {}),
+                    },
+                )
+        finally:
+            if self._outbox is not None:
+                self._outbox.sweep_id = None
         outcome = SweepOutcome(sweep_id, started, now, list(observations), changes)
-        for sink in self.sinks:
-            try:
-                sink.publish(outcome)
-            except Exception as exc:  # a sink failing must not lose the sweep: the store already has it
-                log.error("sink %s failed: %s", sink.name, exc)
+        if self.ship_inline:
+            self.ship()
         return outcome
 
     def scan(self, progress: Callable[[SweepProgress], None] | None = None) -> SweepOutcome:
@@ -258,12 +296,8 @@ class Sentinel:
         from sentinel.collectors import build_probes
 
         configured = {p.name: p for p in build_probes(self.settings.collectors)}
-        seen = self.store.connection.execute(
-            f"SELECT DISTINCT probe FROM observations_latest WHERE system_id = ? AND target = ?"
-            f" AND kind IN ({','.join('?' * len(rule.observation))})",
-            (finding.system_id, finding.target, *rule.observation),
-        )
-        names = [r[0] for r in seen if r[0] in configured]
+        seen = self.store.probes_that_observed(finding.system_id, finding.target, list(rule.observation))
+        names = [name for name in seen if name in configured]
         names = names or [n for n, p in configured.items() if p.kind in rule.observation]
         if not names:
             raise RecheckError(f"no configured probe observes {', '.join(rule.observation)} (rule {rule.id})")

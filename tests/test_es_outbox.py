@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sentinel.app import open_store as open_full_store
 from sentinel.config.settings import Settings
 from sentinel.models import FindingStatus
 from sentinel.sinks.elasticsearch.outbox import install_outbox, outbox_stats
@@ -86,7 +87,7 @@ def test_stats_report_depth_and_age(tmp_path: Path) -> None:
 
 def test_not_configured_means_no_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SENTINEL_ELASTICSEARCH_URL", raising=False)
-    store = SqliteStore(tmp_path / "s.db")
+    store = open_full_store(tmp_path / "s.db")  # every component's tables, as Sentinel opens it
     assert install_outbox(store, Settings(store=tmp_path / "s.db")) is None
     store.save_findings([make_finding(1)])
     assert store.connection.execute("SELECT COUNT(*) FROM es_outbox").fetchone()[0] == 0  # nothing queued

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sentinel.app import open_store
 from sentinel.cli.serve_cmd import serve
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError
@@ -67,7 +68,7 @@ def finding(severity: Severity = Severity.HIGH, status: FindingStatus = FindingS
 
 @pytest.fixture
 def store(tmp_path: Path) -> SqliteStore:
-    return SqliteStore(tmp_path / "s.db")
+    return open_store(tmp_path / "s.db")  # with every component's tables, as Sentinel opens it
 
 
 def test_empty_store_renders_counters_only(store: SqliteStore) -> None:

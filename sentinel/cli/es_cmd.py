@@ -1,4 +1,5 @@
-"""`sentinel es setup` and `sentinel es ship`."""
+"""`sentinel es setup` and `sentinel es ship` (the Elasticsearch queue of the shared outbox; `sentinel sinks ship`
+ships every sink's)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import click
 from elastic_transport import TransportError
 from elasticsearch import ApiError
 
+from sentinel.app import open_store
 from sentinel.cli.common import build_settings, console, settings_options
 from sentinel.sinks.elasticsearch.client import build_client
 from sentinel.sinks.elasticsearch.outbox import outbox_stats
 from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings, mask_url, require_elasticsearch_settings
 from sentinel.sinks.elasticsearch.setup import Installer
 from sentinel.sinks.elasticsearch.shipper import Shipper
-from sentinel.store import SqliteStore
 
 EXIT_UNREACHABLE = 3
 
@@ -64,7 +65,7 @@ def ship(config_file: Path | None, store: Path | None, timeout: float | None) ->
     """Drain the outbox once. Exit 0 when empty; 3 if Elasticsearch stays unreachable (nothing is lost)."""
     settings = build_settings(config_file, store=store)
     es_settings = require_elasticsearch_settings(settings)
-    db = SqliteStore(settings.store)
+    db = open_store(settings.store)
     client = build_client(es_settings)
     try:
         report = Shipper(db, client, es_settings).drain(timeout=timeout)
@@ -80,7 +81,7 @@ def ship(config_file: Path | None, store: Path | None, timeout: float | None) ->
         reason = report.last_error or "retries pending"
         click.echo(
             f"error: Elasticsearch at {mask_url(es_settings.url)} did not take everything: {reason}. "
-            f"{report.remaining} documents stay queued; run 'sentinel es ship' again.",
+            f"{report.remaining} documents stay queued; run 'sentinel es ship' (or 'sentinel sinks ship') again.",
             err=True,
         )
         raise click.exceptions.Exit(EXIT_UNREACHABLE)

@@ -27,6 +27,7 @@ COMMANDS = {
     "pcap": "sentinel.cli.pcap_cmd:pcap",
     "sniff": "sentinel.cli.pcap_cmd:sniff",
     "es": "sentinel.cli.es_cmd:es",
+    "sinks": "sentinel.cli.sinks_cmd:sinks",
     "config": "sentinel.cli.config_cmd:config",
     "rules": "sentinel.cli.rules_cmd:rules",
     "demo": "sentinel.cli.demo_cmd:demo",

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sentinel.engine.state_schema import COMPONENT, ENGINE_STATE
+from sentinel.engine.state_schema import ENGINE_STATE_COMPONENT
 
-if TYPE_CHECKING:  # the store imports sinks, which import the tracker: keep this edge type-only
+if TYPE_CHECKING:  # the engine needs only the store's methods
     from sentinel.store import SqliteStore
 
 StateKey = tuple[str, str, str]  # (rule_id, system_id, target)
@@ -37,20 +37,8 @@ class MemoryState:
 
 
 def ensure_schema(store: SqliteStore) -> None:
-    """Apply the `engine_state` component if the store's SCHEMAS registry has not already done so.
-
-    Uses the store's own `schema_versions` bookkeeping, so once the component is registered in
-    `sentinel.store.migrations.SCHEMAS` this finds it up to date and does nothing."""
-    version = store.schema_version(COMPONENT)
-    if version > len(ENGINE_STATE):
-        from sentinel.errors import StoreError
-
-        raise StoreError(f"{store.path}: schema '{COMPONENT}' is at version {version}, newer than this Sentinel")
-    for number, statements in enumerate(ENGINE_STATE[version:], start=version + 1):
-        with store.transaction() as db:
-            for statement in statements:
-                db.execute(statement)
-            db.execute("INSERT OR REPLACE INTO schema_versions (component, version) VALUES (?, ?)", (COMPONENT, number))
+    """Apply the `engine_state` component through the store's migration loop (a no-op when it is current)."""
+    store.install(ENGINE_STATE_COMPONENT)
 
 
 class StoreState:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sentinel.store.schema import SchemaComponent
+
 COMPONENT = "engine_state"
 
 ENGINE_STATE: list[list[str]] = [
@@ -17,3 +19,5 @@ ENGINE_STATE: list[list[str]] = [
         )""",
     ],
 ]
+
+ENGINE_STATE_COMPONENT = SchemaComponent(COMPONENT, ENGINE_STATE)

@@ -15,6 +15,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sentinel.exporter.family import Family
+from sentinel.store import SqliteStore
+from sentinel.store.reads import ObservationRow
+from sentinel.store.sqlite import observations_about
 
 #: Observation kinds each module reads (blackbox's usual module names; no module means all kinds).
 MODULES: dict[str, tuple[str, ...]] = {
@@ -61,17 +64,11 @@ def _candidates(target: str) -> list[str]:
     return names
 
 
-def _rows(db: sqlite3.Connection, target: str, kinds: tuple[str, ...] | None) -> list[tuple[str, str, str, str, str]]:
+def _rows(source: SqliteStore | sqlite3.Connection, target: str, kinds: tuple[str, ...] | None) -> list[ObservationRow]:
     names = _candidates(target)
-    sql = (
-        "SELECT kind, target, observed_at, status, data FROM observations_latest"
-        f" WHERE (system_id = ? OR target IN ({','.join('?' * len(names))}))"
-    )
-    args: list[str] = [target, *names]
-    if kinds is not None:
-        sql += f" AND kind IN ({','.join('?' * len(kinds))})"
-        args.extend(kinds)
-    return [tuple(r) for r in db.execute(sql + " ORDER BY kind, target", args)]
+    if isinstance(source, SqliteStore):
+        return source.observations_about(target, names, kinds)
+    return observations_about(source, target, names, kinds)
 
 
 def _timestamp(text: Any) -> float | None:
@@ -89,7 +86,7 @@ def _gauge(name: str, doc: str, value: float, labels: Mapping[str, str] | None =
     return family
 
 
-def probe_families(db: sqlite3.Connection, target: str | None, module: str | None) -> list[Family]:
+def probe_families(source: SqliteStore | sqlite3.Connection, target: str | None, module: str | None) -> list[Family]:
     if not target:
         raise ProbeRequestError(400, "missing 'target' parameter (a registered system id, URL or host:port)")
     kinds: tuple[str, ...] | None = None
@@ -97,7 +94,7 @@ def probe_families(db: sqlite3.Connection, target: str | None, module: str | Non
         if module not in MODULES:
             raise ProbeRequestError(400, f"unknown module '{module}' (available: {', '.join(MODULES)})")
         kinds = MODULES[module]
-    rows = _rows(db, target, kinds)
+    rows = _rows(source, target, kinds)
     if not rows:
         raise ProbeRequestError(
             404,
@@ -105,7 +102,7 @@ def probe_families(db: sqlite3.Connection, target: str | None, module: str | Non
             + (f" with module '{module}'" if module else "")
             + ": /probe answers only for registered targets a sweep has observed; it never probes on demand",
         )
-    parsed = [(kind, status, observed, json.loads(data)) for kind, _, observed, status, data in rows]
+    parsed = [(r.kind, r.status, r.observed_at, json.loads(r.data)) for r in rows]
     ok = all(observation_succeeded(status, data) for _, status, _, data in parsed)
     timings = (d.get(name) for *_, d in parsed for name in ("latency_ms", "rtt_ms"))
     latencies = [round(float(v) / 1000, 6) for v in timings if isinstance(v, int | float)]

@@ -246,12 +246,11 @@ class StoreExporter:
         self._cached: dict[bool, tuple[tuple[int, int], bytes]] = {}
 
     def _version(self) -> tuple[int, int]:
-        db = self.store.connection
-        return int(db.execute("PRAGMA data_version").fetchone()[0]), db.total_changes
+        return self.store.data_version()
 
     def families(self) -> list[Family]:
         with self.lock:
-            families = list(all_families(read_snapshot(self.store.connection), self._labels))
+            families = list(all_families(read_snapshot(self.store), self._labels))
             return families + self._live_families() + list(sweep_progress_families(self.store))
 
     def _live_families(self) -> list[Family]:
@@ -266,7 +265,7 @@ class StoreExporter:
                 body = cached[1]
             else:
                 source = all_families if detail else public_families
-                body = render_families(source(read_snapshot(self.store.connection), self._labels))
+                body = render_families(source(read_snapshot(self.store), self._labels))
                 self._cached[detail] = (version, body)  # the version read before: a commit during the read re-renders
             live = self._live_families() if detail else []
             return body + render_families([*live, *sweep_progress_families(self.store)])

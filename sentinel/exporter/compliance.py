@@ -77,7 +77,7 @@ class ComplianceFamilies:
             seen: int | None = None
             assessed = 0.0
             while not self._stop.is_set():
-                version = int(store.connection.execute("PRAGMA data_version").fetchone()[0])
+                version = store.data_version()[0]
                 if version != seen or time.monotonic() - assessed > MAX_AGE_SECONDS:
                     try:
                         self.refresh(store)

@@ -87,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
                 target = query.get("target", [""])[0]
                 module = query.get("module", [""])[0]
                 with exporter.lock:
-                    families = probe_families(exporter.store.connection, target, module)
+                    families = probe_families(exporter.store, target, module)
                 self._send(HTTPStatus.OK, render_families(families))
             elif url.path == "/-/healthy":
                 self._text(HTTPStatus.OK, "OK")

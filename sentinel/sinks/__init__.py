@@ -1,25 +1,48 @@
-"""Sinks fed from the store. To add one: a module with a class that has `name`, `publish`, `close`,
-listed in `BUILTIN_SINKS`; users enable it under `sinks: {NAME: {...options}}` in sentinel.yaml."""
+"""Sinks fed from the store's outbox. To add one: a module with an `OutboxSink` subclass (its options a
+`SinkOptions` model), one line in `BUILTIN_SINKS`, one test; users enable it under `sinks: {NAME: {...}}` in
+sentinel.yaml or with SENTINEL_SINKS__NAME__KEY variables."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
-
-from pydantic import ValidationError
 
 from sentinel.errors import InputError, Problem
 from sentinel.sinks.alertmanager import AlertmanagerSink
-from sentinel.sinks.base import Sink, SweepOutcome
+from sentinel.sinks.base import OutboxSink, Sink, SweepOutcome
 from sentinel.sinks.jsonl import JsonLinesSink
+from sentinel.sinks.settings import SinkSettingsSource, sink_sections, validate_options
+from sentinel.sinks.syslog import SyslogSink
 
-BUILTIN_SINKS: dict[str, Callable[[dict[str, Any]], Sink]] = {"jsonl": JsonLinesSink, "alertmanager": AlertmanagerSink}
+SinkFactory = Callable[[Mapping[str, Any]], OutboxSink]
 
 
-def build_sinks(config: dict[str, dict[str, Any]]) -> list[Sink]:
-    sinks: list[Sink] = []
+def _elasticsearch(options: Mapping[str, Any]) -> OutboxSink:
+    from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings
+    from sentinel.sinks.elasticsearch.sink import ElasticsearchSink  # the client library loads only when enabled
+
+    return ElasticsearchSink(validate_options(ElasticsearchSettings, "elasticsearch", options))
+
+
+def _typed(cls: type[OutboxSink]) -> SinkFactory:
+    return lambda options: cls(validate_options(cls.Options, cls.name, options))
+
+
+BUILTIN_SINKS: dict[str, SinkFactory] = {
+    "jsonl": _typed(JsonLinesSink),
+    "alertmanager": _typed(AlertmanagerSink),
+    "elasticsearch": _elasticsearch,
+    "syslog": _typed(SyslogSink),
+}
+
+
+def build_sinks(config: Mapping[str, Mapping[str, Any]] | SinkSettingsSource) -> list[OutboxSink]:
+    """The configured sinks, from the `sinks:` sections (or a Settings, which adds the deprecated Elasticsearch
+    forms); every mistake is an InputError naming `sinks.NAME.KEY`."""
+    sections = sink_sections(config) if hasattr(config, "sinks") else {k: dict(v or {}) for k, v in config.items()}
+    sinks: list[OutboxSink] = []
     problems: list[Problem] = []
-    for name, options in config.items():
+    for name, options in sections.items():
         factory = BUILTIN_SINKS.get(name)
         if factory is None:
             problems.append(
@@ -28,11 +51,11 @@ def build_sinks(config: dict[str, dict[str, Any]]) -> list[Sink]:
             continue
         try:
             sinks.append(factory(options or {}))
-        except ValidationError as exc:
-            problems.extend(Problem("settings", None, f"sinks.{name}: {e['loc']}: {e['msg']}") for e in exc.errors())
+        except InputError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise InputError(problems)
     return sinks
 
 
-__all__ = ["BUILTIN_SINKS", "Sink", "SweepOutcome", "build_sinks"]
+__all__ = ["BUILTIN_SINKS", "OutboxSink", "Sink", "SweepOutcome", "build_sinks"]

@@ -1,8 +1,11 @@
-"""Schema migrations per component. Each component's list is append-only and ordered; the store records
-how many of each have run in `schema_versions`. A new stage that needs tables adds its own component
-(its own list in its own module, registered in `SCHEMAS`) instead of editing another's."""
+"""The store's own tables (component `core`). Each component's list is append-only and ordered; the store records
+how many of each have run in `schema_versions`. A stage that needs tables declares its own `SchemaComponent` in
+its own module; the composition root (`sentinel/app.py::SCHEMA_COMPONENTS`) passes them to the store, which
+imports no stage."""
 
 from __future__ import annotations
+
+from sentinel.store.schema import SchemaComponent
 
 CORE: list[list[str]] = [
     # 1: findings, their audit trail, latest observations, sweep audit records
@@ -107,13 +110,4 @@ CORE: list[list[str]] = [
 ]
 
 
-from sentinel.engine.state_schema import ENGINE_STATE  # noqa: E402
-from sentinel.notify.digest import NOTIFY_SCHEMA  # noqa: E402 - registry of components, after CORE
-from sentinel.sinks.elasticsearch.schema import OUTBOX  # noqa: E402
-
-SCHEMAS: dict[str, list[list[str]]] = {
-    "core": CORE,
-    "notify": NOTIFY_SCHEMA,
-    "es_outbox": OUTBOX,
-    "engine_state": ENGINE_STATE,
-}
+CORE_COMPONENT = SchemaComponent("core", CORE)

@@ -14,7 +14,9 @@ from typing import Any
 from sentinel.errors import StoreError
 from sentinel.models import Finding, FindingStatus, Observation, Severity
 from sentinel.models.finding import ACTIVE_STATUSES
-from sentinel.store.migrations import SCHEMAS
+from sentinel.store.migrations import CORE_COMPONENT
+from sentinel.store.reads import FindingCount, ObservationRow, ProbeState, StoreSnapshot, SweepState, timestamp
+from sentinel.store.schema import SchemaComponent, migrate
 
 #: observation kinds that say whether a system answered (availability), and the error kinds that mean "it did not"
 REACHABILITY_KINDS = ("host", "http", "icmp")
@@ -147,6 +149,46 @@ class FindingQuery:
         return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
+# -- read models for /metrics (aggregated in SQL, so a scrape of a large estate stays cheap) -------------------
+# A probe succeeded when it could observe: no error observation. A closed port, even a high-risk one nobody
+# declared, is a successful observation (issue 11: reading it as a failure made every healthy system alert).
+_SUCCESS = "CASE WHEN status = 'ok' THEN 1 ELSE 0 END"
+# Whether what the owner expects answered: observed, reachable, the page opened (no 4xx/5xx), declared ports
+# open. Observations about ports nobody declared (the high-risk list the exposure and banner probes try) say
+# nothing about reachability. Field-based, so probes added later follow the same reading without changes here.
+_REACHABLE = """CASE
+    WHEN status != 'ok' THEN 0
+    WHEN json_extract(data, '$.declared') = 0 THEN 1
+    WHEN json_extract(data, '$.reachable') = 0 THEN 0
+    WHEN json_extract(data, '$.available') = 0 THEN 0
+    WHEN json_extract(data, '$.declared') = 1 AND json_extract(data, '$.state') != 'open' THEN 0
+    ELSE 1 END"""
+# Probes report their timing under different names; the slowest answer stands for the probe's duration.
+_LATENCY_MS = "COALESCE(json_extract(data, '$.latency_ms'), json_extract(data, '$.rtt_ms'))"
+_PROBES_SQL = f"""SELECT system_id, probe, MIN({_SUCCESS}), MIN({_REACHABLE}), MAX({_LATENCY_MS}), MAX(observed_at),
+    COUNT(*) FROM observations_latest GROUP BY system_id, probe"""
+_CERTS_SQL = """SELECT system_id, MIN(json_extract(data, '$."cert.not_after"')) FROM observations_latest
+    WHERE kind = 'tls' AND status = 'ok' AND json_extract(data, '$."cert.not_after"') IS NOT NULL
+    GROUP BY system_id"""
+_FINDING_COUNTS_SQL = f"""SELECT system_id, severity, category, status, COUNT(*) FROM findings
+    WHERE status IN {_ACTIVE_SQL} GROUP BY system_id, severity, category, status"""
+
+
+def observations_about(
+    db: sqlite3.Connection, system_id: str, targets: Sequence[str], kinds: Sequence[str] | None = None
+) -> list[ObservationRow]:
+    """`SqliteStore.observations_about` over a bare connection (for callers that hold only the connection)."""
+    sql = (
+        "SELECT kind, target, observed_at, status, data FROM observations_latest"
+        f" WHERE (system_id = ? OR target IN ({','.join('?' * len(targets))}))"
+    )
+    args: list[str] = [system_id, *targets]
+    if kinds is not None:
+        sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+        args.extend(kinds)
+    return [ObservationRow(*r) for r in db.execute(sql + " ORDER BY kind, target", args)]
+
+
 #: Called inside the transaction that writes findings or observations: (connection, what, items).
 #: This is how a transactional outbox queues exactly what was recorded, atomically with it.
 WriteHook = Callable[[sqlite3.Connection, str, Sequence[Any]], None]
@@ -155,7 +197,8 @@ WriteHook = Callable[[sqlite3.Connection, str, Sequence[Any]], None]
 class SqliteStore:
     """All reads and writes of the embedded store go through this class."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, components: Sequence[SchemaComponent] = ()) -> None:
+        """`components`: the schema components of the stages that will use this store (besides `core`)."""
         self.path = str(path)
         self._write_hooks: list[WriteHook] = []
         if self.path != ":memory:":
@@ -170,31 +213,19 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            migrate(self._db, [CORE_COMPONENT, *components], self.path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open the store: {exc}") from None
 
     # -- schema -------------------------------------------------------------------------------
-    def _migrate(self) -> None:
-        """Bring every schema component up to date; each component keeps its own version."""
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        current = {row[0]: int(row[1]) for row in self._db.execute("SELECT component, version FROM schema_versions")}
-        for component, migrations in SCHEMAS.items():
-            version = current.get(component, 0)
-            if version > len(migrations):
-                raise StoreError(
-                    f"{self.path}: schema '{component}' is at version {version}, newer than this Sentinel supports "
-                    f"({len(migrations)}); upgrade Sentinel"
-                )
-            for number, statements in enumerate(migrations[version:], start=version + 1):
-                with self.transaction():
-                    for statement in statements:
-                        self._db.execute(statement)
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO schema_versions (component, version) VALUES (?, ?)", (component, number)
-                    )
+    def install(self, *components: SchemaComponent) -> None:
+        """Apply components not yet (fully) applied: the same loop the constructor runs, a no-op when current.
+
+        For a stage handed a store opened without its component (a bare `SqliteStore(path)` in a tool or test)."""
+        try:
+            migrate(self._db, components, self.path)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.path}: migration failed: {exc}") from None
 
     def schema_version(self, component: str = "core") -> int:
         row = self._db.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
@@ -438,6 +469,96 @@ class SqliteStore:
             sql = "SELECT system_id, SUM(ok), SUM(total) FROM availability_daily WHERE day >= ? GROUP BY system_id"
             key = since.date().isoformat()
         return {sid: (int(ok), int(total)) for sid, ok, total in self._db.execute(sql, (key,))}
+
+    # -- read models for /metrics and /probe -------------------------------------------------------------------
+    def probe_states(self) -> list[ProbeState]:
+        """Per system and probe: could it observe, did what the owner declared answer, how long, when."""
+        return [
+            ProbeState(
+                system_id=sid,
+                probe=probe,
+                success=bool(ok),
+                duration_seconds=None if latency is None else round(float(latency) / 1000.0, 6),
+                observed_at=timestamp(observed),
+                observations=int(count),
+                reachable=bool(reachable),
+            )
+            for sid, probe, ok, reachable, latency, observed, count in self._db.execute(_PROBES_SQL)
+        ]
+
+    def cert_expiry(self) -> dict[str, float]:
+        """Per system, the earliest `cert.not_after` of its latest TLS observations (epoch seconds)."""
+        out: dict[str, float] = {}
+        for sid, not_after in self._db.execute(_CERTS_SQL):
+            ts = timestamp(not_after)
+            if ts is not None:
+                out[sid] = ts
+        return out
+
+    def active_finding_counts(self) -> list[FindingCount]:
+        return [FindingCount(*row) for row in self._db.execute(_FINDING_COUNTS_SQL)]
+
+    def sweep_totals(self) -> SweepState:
+        db = self._db
+        finished, started = db.execute("SELECT COUNT(finished_at), COUNT(*) FROM sweeps").fetchone()
+        last_started = db.execute("SELECT MAX(started_at) FROM sweeps").fetchone()[0]
+        row = db.execute(
+            "SELECT started_at, finished_at, summary FROM sweeps WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return SweepState(int(finished), int(started), last_started=timestamp(last_started))
+        start, end = timestamp(row[0]), timestamp(row[1])
+        try:
+            summary = json.loads(row[2] or "{}")
+        except json.JSONDecodeError:
+            summary = {}
+        if not isinstance(summary, dict):
+            summary = {}
+        observations, errors = summary.get("observations"), summary.get("errors")
+        return SweepState(
+            finished_total=int(finished),
+            started_total=int(started),
+            last_started=timestamp(last_started),
+            last_success=end,
+            last_duration_seconds=None if start is None or end is None else max(end - start, 0.0),
+            last_observations=observations if isinstance(observations, int) else None,
+            last_errors=errors if isinstance(errors, int) else None,
+        )
+
+    def metrics_snapshot(self) -> StoreSnapshot:
+        """One consistent read: a sweep committing mid-scrape cannot mix two sweeps into one exposition."""
+        started_here = not self._db.in_transaction
+        if started_here:
+            self._db.execute("BEGIN")
+        try:
+            return StoreSnapshot(
+                probes=self.probe_states(),
+                cert_expiry=self.cert_expiry(),
+                findings=self.active_finding_counts(),
+                sweeps=self.sweep_totals(),
+            )
+        finally:
+            if started_here:
+                self._db.execute("COMMIT")
+
+    def observations_about(
+        self, system_id: str, targets: Sequence[str], kinds: Sequence[str] | None = None
+    ) -> list[ObservationRow]:
+        """Latest observations of a system (by id) or of any of `targets`, optionally of some kinds only."""
+        return observations_about(self._db, system_id, targets, kinds)
+
+    def probes_that_observed(self, system_id: str, target: str, kinds: Sequence[str]) -> list[str]:
+        """Probes whose latest observations of (system, target) are of one of `kinds` (what a re-check re-runs)."""
+        rows = self._db.execute(
+            "SELECT DISTINCT probe FROM observations_latest WHERE system_id = ? AND target = ?"
+            f" AND kind IN ({','.join('?' * len(kinds))})",
+            (system_id, target, *kinds),
+        )
+        return [str(r[0]) for r in rows]
+
+    def data_version(self) -> tuple[int, int]:
+        """Changes by other connections (`PRAGMA data_version`) and by this one: what caches key on."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._db.total_changes
 
     def add_events(self, events: Iterable[tuple[str, datetime, str, str | None, str, str | None]]) -> None:
         """Append lifecycle events: (finding_id, at, actor, from_status, to_status, reason)."""

@@ -89,8 +89,7 @@ class WebContext:
 
     def version(self) -> tuple[int, int]:
         """Changes by other connections (sweeps) and by this one (actions): what the live view waits for."""
-        db = self.store.connection
-        return int(db.execute("PRAGMA data_version").fetchone()[0]), db.total_changes
+        return self.store.data_version()
 
     def may_recheck(self, finding_id: str, note: str) -> bool:
         """The same rectification is re-checked at most once per cooldown (a new note may be checked at once;

@@ -1,26 +1,23 @@
-"""Elasticsearch connection and shipping settings: `elasticsearch:` in sentinel.yaml, or SENTINEL_ELASTICSEARCH_*."""
+"""Elasticsearch connection and shipping settings: `sinks: {elasticsearch: {...}}` in sentinel.yaml, or
+SENTINEL_SINKS__ELASTICSEARCH__<KEY>. The former `elasticsearch:` section and SENTINEL_ELASTICSEARCH_<KEY> still
+work, with a deprecation warning (see `sentinel.sinks.settings.sink_sections`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from sentinel.errors import InputError, Problem
-
-if TYPE_CHECKING:  # sentinel.config.settings will import this module for its `elasticsearch` field
-    from sentinel.config.settings import Settings
+from sentinel.sinks.settings import SinkOptions, SinkSettingsSource, sink_sections, validate_options
 
 ENV_PREFIX = "SENTINEL_ELASTICSEARCH_"
 
 
-class ElasticsearchSettings(BaseModel):
+class ElasticsearchSettings(SinkOptions):
     """Where and how to ship. Secrets are `SecretStr`: they print as '**********' everywhere."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(description="e.g. https://es.soc.example:9200")
     api_key: SecretStr | None = Field(default=None, description="base64 'id:key' API key (preferred over basic)")
@@ -33,15 +30,9 @@ class ElasticsearchSettings(BaseModel):
         default=365, ge=180, description="ILM delete age; the Cybersecurity Law asks >= 6 months"
     )
     request_timeout: float = Field(default=30.0, gt=0, le=600)
-    batch_size: int = Field(default=1000, ge=1, le=10_000, description="documents per _bulk request")
-    ship_timeout: float = Field(default=60.0, gt=0, description="how long one `es ship` keeps retrying")
-    backoff_initial: float = Field(default=0.5, gt=0, le=60)
-    backoff_max: float = Field(default=30.0, gt=0, le=3600)
-    outbox_max_items: int = Field(default=1_000_000, ge=100, description="queue bound (finding state is never dropped)")
-    outbox_min_free_bytes: int = Field(
-        default=512 * 1024 * 1024, ge=0, description="stop queueing below this free disk"
-    )
     ship_observations: bool = True
+    # shipped by `sentinel run` and `sentinel sinks ship`, as before the shared outbox
+    flush_after_ingest: bool = False
 
     @field_validator("url")
     @classmethod
@@ -68,52 +59,18 @@ def mask_url(url: str) -> str:
     return url
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    """SENTINEL_ELASTICSEARCH_URL, _API_KEY, _USERNAME, _PASSWORD, _CA_FILE, ... (one per field).
-
-    The nested form SENTINEL_ELASTICSEARCH__URL (what Settings' own environment rule produces) works too.
-    """
-    out: dict[str, Any] = {}
-    for name in ElasticsearchSettings.model_fields:
-        value = environ.get(ENV_PREFIX + name.upper(), environ.get(f"{ENV_PREFIX}_{name.upper()}"))
-        if value is not None:
-            out[name] = value
-    return out
-
-
-def raw_elasticsearch_section(settings: Settings) -> dict[str, Any] | None:
-    """The `elasticsearch:` section once Settings has the field, else the interim `sinks.elasticsearch`."""
-    section = getattr(settings, "elasticsearch", None)
-    if isinstance(section, BaseModel):
-        return section.model_dump()
-    if isinstance(section, Mapping):
-        return dict(section)
-    interim = settings.sinks.get("elasticsearch")
-    return dict(interim) if interim is not None else None
-
-
 def elasticsearch_settings(
-    settings: Settings, environ: Mapping[str, str] | None = None
+    settings: SinkSettingsSource, environ: Mapping[str, str] | None = None
 ) -> ElasticsearchSettings | None:
-    """The effective Elasticsearch settings (file < environment), or None when Elasticsearch is not configured."""
-    data = raw_elasticsearch_section(settings) or {}
-    data = {k: (v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in data.items()}
-    data.update(_from_environment(os.environ if environ is None else environ))
+    """The effective Elasticsearch settings, or None when Elasticsearch is not configured."""
+    data = sink_sections(settings, environ).get("elasticsearch")
     if not data:
         return None
-    try:
-        return ElasticsearchSettings.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(
-            [
-                Problem("settings", None, f"elasticsearch.{'.'.join(map(str, e['loc']))}: {e['msg']}")
-                for e in exc.errors()
-            ]
-        ) from None
+    return validate_options(ElasticsearchSettings, "elasticsearch", data)
 
 
 def require_elasticsearch_settings(
-    settings: Settings, environ: Mapping[str, str] | None = None
+    settings: SinkSettingsSource, environ: Mapping[str, str] | None = None
 ) -> ElasticsearchSettings:
     found = elasticsearch_settings(settings, environ)
     if found is None:
@@ -122,7 +79,8 @@ def require_elasticsearch_settings(
                 Problem(
                     "settings",
                     None,
-                    "Elasticsearch is not configured ('elasticsearch: {url: ...}' or SENTINEL_ELASTICSEARCH_URL)",
+                    "Elasticsearch is not configured ('sinks: {elasticsearch: {url: ...}}' or "
+                    "SENTINEL_SINKS__ELASTICSEARCH__URL; formerly SENTINEL_ELASTICSEARCH_URL)",
                 )
             ]
         )
