@@ -97,6 +97,13 @@ class Rsyslog:
     def lines(self) -> list[str]:
         return self.out.read_text(encoding="utf-8").splitlines() if self.out.exists() else []
 
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[str]:
+        """The received lines once there are `count` (rsyslog writes its file a moment after it accepts)."""
+        deadline = time.monotonic() + timeout
+        while len(lines := self.lines()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return lines
+
     def ids(self) -> Counter[str]:
         return Counter(m.group(1) for line in self.lines() if (m := ID.search(line)))
 
@@ -153,6 +160,7 @@ def test_receiver_restarted_mid_stream_loses_and_doubles_nothing(rsyslog: Rsyslo
     assert report.retried > 0  # and the shipper saw the receiver gone
     assert report.remaining == 0
 
+    rsyslog.wait_for(2000)  # rsyslog writes its file a moment after it accepts
     received = rsyslog.ids()
     assert set(received) == set(expected)  # nothing lost
     assert max(received.values()) == 1, [i for i, n in received.items() if n > 1][:5]  # nothing doubled
@@ -170,7 +178,7 @@ def test_messages_are_rfc5424_and_only_changes_are_sent(rsyslog: Rsyslog, tmp_pa
     store.save_findings([resolved])
     report = Shipper(store, sink).drain(timeout=10)
     assert (report.shipped, report.remaining) == (2, 0)
-    lines = rsyslog.lines()
+    lines = rsyslog.wait_for(2)
     assert len(lines) == 2
     app, msgid, sd, msg = lines[0].split("|", 3)
     assert (app, msgid) == ("sentinel", "finding-new")  # rsyslog parsed the RFC 5424 header
@@ -190,7 +198,7 @@ def test_tls_with_a_cef_body(tmp_path: Path) -> None:
         store.save_findings([make_finding(i) for i in range(5)])
         report = Shipper(store, sink).drain(timeout=10)
         assert (report.shipped, report.remaining) == (5, 0)
-        lines = receiver.lines()
+        lines = receiver.wait_for(5)
         assert len(lines) == 5
         msg = lines[0].split("|", 3)[3]
         assert msg.startswith("CEF:0|Sentinel|Sentinel|")
