@@ -1,9 +1,16 @@
 """Safe YAML loading with line numbers, for every user-edited file (registry, rules, config).
 
 - `yaml.SafeLoader` only: no Python object tags.
-- Files over `MAX_BYTES`, documents with many aliases (billion-laughs), collections nested deeper than
-  `MAX_DEPTH` (the composer recurses: 5,000 levels were a RecursionError) and control characters such as
-  NUL are refused as `FILE:LINE` problems, never tracebacks.
+- Files over `MAX_BYTES`, documents with many aliases, collections nested deeper than `MAX_DEPTH` (the
+  composer recurses: 5,000 levels were a RecursionError) and control characters such as NUL are refused as
+  `FILE:LINE` problems, never tracebacks.
+- Alias bombs (billion laughs) are refused by what the aliases expand to, not only by how many there are:
+  PyYAML builds each anchored node once and every alias shares it, so loading is cheap, but whoever walks the
+  data as a tree (pydantic's `model_dump` of a free-form `dict[str, Any]` such as `sinks.<name>`, JSON or YAML
+  output, a deep copy) visits every expansion: 9 levels of 9 aliases are 81 aliases (under `MAX_ALIASES`) and
+  9**9 (387 million) nodes. Each node's expanded size is counted as it is composed, and a document whose
+  aliases expand to more than `MAX_ALIAS_NODES` nodes is refused at the alias that crosses the limit; an alias
+  to a node that contains it (a cycle, infinite when walked) is refused too.
 - Duplicate mapping keys are errors (PyYAML silently keeps the last one).
 - Mappings and sequences remember the line of each key / item, so a validation error at a
   pydantic location such as ``("systems", 3, "endpoints", 0, "url")`` can be reported as
@@ -25,6 +32,8 @@ T = TypeVar("T")
 
 MAX_BYTES = 1_000_000
 MAX_ALIASES = 200
+#: nodes that all the aliases of one document may expand to (each alias counts its anchor's expanded size)
+MAX_ALIAS_NODES = 100_000
 #: nesting levels of mappings/sequences; the deepest shipped file has 10
 MAX_DEPTH = 64
 
@@ -59,25 +68,52 @@ class _Loader(yaml.SafeLoader):
         self.problems: list[Problem] = []
         self.alias_count = 0
         self.depth = 0
+        #: id(node) -> nodes it stands for once every alias inside it is expanded (set when it is complete)
+        self.expanded: dict[int, int] = {}
+        self.alias_nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            line = event.start_mark.line + 1
             self.alias_count += 1
             if self.alias_count > MAX_ALIASES:
-                event = self.peek_event()  # type: ignore[no-untyped-call]
-                raise _Refused(
-                    event.start_mark.line + 1, f"more than {MAX_ALIASES} aliases; refusing a possible YAML bomb"
-                )
-        elif self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
+                raise _Refused(line, f"more than {MAX_ALIASES} aliases; refusing a possible YAML bomb")
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # else PyYAML reports the undefined alias
+                size = self.expanded.get(id(target))
+                if size is None:
+                    raise _Refused(line, f"alias *{event.anchor} refers to a node that contains it (a cycle)")
+                self.alias_nodes += size
+                if self.alias_nodes > MAX_ALIAS_NODES:
+                    raise _Refused(
+                        line,
+                        f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (*{event.anchor} alone to {size:,}); "
+                        "refusing a possible YAML bomb",
+                    )
+            return super().compose_node(parent, index)
+        if self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
             if self.depth >= MAX_DEPTH:
                 event = self.peek_event()  # type: ignore[no-untyped-call]
                 raise _Refused(event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep; refusing to load")
             self.depth += 1
             try:
-                return super().compose_node(parent, index)
+                node = super().compose_node(parent, index)
             finally:
                 self.depth -= 1
-        return super().compose_node(parent, index)
+            if node is not None:
+                self.expanded[id(node)] = self._size(node)
+            return node
+        node = super().compose_node(parent, index)
+        self.expanded[id(node)] = 1
+        return node
+
+    def _size(self, node: yaml.Node) -> int:
+        """1 + the expanded sizes of a complete collection's children (keys too: a key can be an alias)."""
+        children: list[yaml.Node] = (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        )
+        return 1 + sum(self.expanded.get(id(child), 1) for child in children)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:

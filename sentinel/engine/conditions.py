@@ -15,11 +15,12 @@ from ever resolving a finding or counting as compliant.
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from sentinel.engine.regex import compile_rule_regex
 
 Tri = bool | None
 Getter = Callable[[str], Any]
@@ -44,6 +45,14 @@ class Condition(BaseModel):
     op: Op | None = None
     value: Any = None
 
+    @field_validator("value")
+    @classmethod
+    def _pattern(cls, value: Any, info: ValidationInfo) -> Any:
+        """A `matches` pattern is compiled here, so a refused one is reported at its own `value:` line."""
+        if info.data.get("op") == "matches" and isinstance(value, str):
+            compile_rule_regex(value)  # ValueError: invalid, or not safe to run (sentinel.engine.regex)
+        return value
+
     @model_validator(mode="after")
     def _shape(self) -> Condition:
         kinds = [k for k in ("all_", "any_", "not_", "field") if getattr(self, k) is not None]
@@ -58,13 +67,8 @@ class Condition(BaseModel):
                 raise ValueError(f"op '{self.op}' needs a 'value'")
             if self.op in ("in", "not_in") and not isinstance(self.value, list):
                 raise ValueError(f"op '{self.op}' needs a list 'value'")
-            if self.op == "matches":
-                if not isinstance(self.value, str):
-                    raise ValueError("op 'matches' needs a regular-expression string")
-                try:
-                    re.compile(self.value)
-                except re.error as exc:
-                    raise ValueError(f"invalid regular expression {self.value!r}: {exc}") from None
+            if self.op == "matches" and not isinstance(self.value, str):
+                raise ValueError("op 'matches' needs a regular-expression string")
             if self.op in ("lt", "le", "gt", "ge") and (
                 isinstance(self.value, bool) or not isinstance(self.value, int | float | str)
             ):
@@ -145,11 +149,11 @@ def _leaf(name: str, op: str, value: Any) -> Compiled:
 
             return contains
         case "matches":
-            pattern = re.compile(value)
+            search = compile_rule_regex(value)  # linear time, reads a bounded prefix of the field
 
             def matches(get: Getter) -> Tri:
                 x = get(name)
-                return pattern.search(x) is not None if isinstance(x, str) else None
+                return search(x) if isinstance(x, str) else None
 
             return matches
     fn = _ORDERED[op]

@@ -5,11 +5,14 @@ file defines, rules without a fixture, fixtures without a positive and a negativ
 that do not exist. Per rule: a precondition (the target answered, the scheme, a non-error status) buried in
 the condition's top-level `all`, where failing it would read as "fixed" and resolve findings; it belongs in
 `when:`; the Chinese title and remediation (`title_zh`, `remediation_zh`): required of shipped rules (a
-problem), a warning for other rules, and always Chinese text without Markdown markup when given.
+problem), a warning for other rules, and always Chinese text without Markdown markup when given; an
+`observation:` kind that no built-in probe or traffic detector produces (the rule would never fire; the kinds
+come from `sentinel.ruledev.kinds`).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ from sentinel.engine.rule import CJK, Rule
 from sentinel.engine.stateful import FLAPPING_SUFFIX
 from sentinel.errors import InputError, Problem
 from sentinel.ruledev.fixtures import LoadedFixture, load_fixtures, parse_fixture
+from sentinel.ruledev.kinds import observation_kinds
 from sentinel.yamlio import LineDict, line_of, load_yaml_file, validation_problems
 
 NAMESPACES = ("mlps", "gov_web", "nist_800_53", "cis_v8")
@@ -127,6 +131,24 @@ def precondition_problems(item: _Parsed) -> list[Problem]:
     return out
 
 
+def kind_problems(item: _Parsed, known: frozenset[str]) -> list[Problem]:
+    """An `observation:` kind that nothing produces: the rule would silently never fire."""
+    out = []
+    for index, kind in enumerate(item.rule.observation):
+        if kind in known:
+            continue
+        close = difflib.get_close_matches(kind, sorted(known), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known kinds: {', '.join(sorted(known))}"
+        out.append(
+            Problem(
+                str(item.file),
+                line_of(item.data, ("observation", index)) or item.data.key_lines.get("observation"),
+                f"observation: no probe or traffic detector produces kind '{kind}' ({hint})",
+            )
+        )
+    return out
+
+
 def is_shipped(file: Path) -> bool:
     """The file is one of Sentinel's own rules (under the shipped rules directory)."""
     return file.resolve().is_relative_to(shipped_rules_dir().resolve())
@@ -193,8 +215,10 @@ def lint(paths: list[Path], frameworks: list[Framework] | None = None, require_z
             continue
         seen[rid] = item.file
         report.rules.append(item.rule)
+    kinds = observation_kinds() if parsed else frozenset()
     for item in parsed:
         problems.extend(precondition_problems(item))
+        problems.extend(kind_problems(item, kinds))
         required = require_zh if require_zh is not None else is_shipped(item.file) and item.rule.id not in ZH_PENDING
         zh, zh_warnings = zh_problems(item, required)
         problems.extend(zh)

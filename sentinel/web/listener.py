@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import sqlite3
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.log import server_logger
 
 from sentinel.config.settings import Settings
 from sentinel.engine.loader import load_rules
@@ -30,6 +34,65 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: the parser callback that raised, by name (aiohttp's C parser) -> what the client sent too much of
+_PARSER_PARTS = {
+    "cb_on_url": "URL",
+    "cb_on_status": "status line",
+    "cb_on_reason": "reason phrase",
+    "cb_on_header_field": "header name",
+    "cb_on_header_value": "header value",
+    "_process_header": "header",
+}
+#: how much of the offending text a log line quotes
+_QUOTE = 40
+
+
+def _bad_request_part(exc: BaseException, text: bytes) -> str:
+    """What part of the request the parser refused: from the parser callback that raised (aiohttp's C parser),
+    else (the pure-Python parser quotes the whole line) from the shape of the line. Best effort."""
+    tb: TracebackType | None = exc.__traceback__
+    part = None
+    while tb is not None:
+        part = _PARSER_PARTS.get(tb.tb_frame.f_code.co_name.rpartition(".")[2], part)  # Cython: module.name
+        tb = tb.tb_next
+    if part is not None:
+        return part
+    if re.match(rb"[A-Z]{3,10} ", text):
+        return "request line"
+    return "header" if b":" in text else "request line or header"
+
+
+def describe_bad_request(exc: HttpProcessingError) -> str:
+    """One line about a request the HTTP parser refused: what was wrong, a short quote of it, the answer."""
+    if isinstance(exc, LineTooLong) and len(exc.args) >= 2:
+        text, limit = exc.args[0], exc.args[1]
+        quoted = bytes(text).removesuffix(b"...") if isinstance(text, bytes | bytearray) else str(text).encode()
+        start = ascii(quoted[:_QUOTE].decode("latin-1"))
+        what = f"{_bad_request_part(exc, quoted)} longer than {limit} bytes (starts {start}...)"
+    else:
+        what = ascii(str(exc.message)[:200])
+    return f"{what}; answered {exc.code}"
+
+
+class ParseErrorLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger, except that a request its HTTP parser refuses (a 100 kB URL or header, a
+    malformed request line: the client's doing, not a fault of ours) is one WARNING line with the client's
+    address instead of an ERROR with a traceback. Everything else goes to aiohttp's logger unchanged."""
+
+    def __init__(self, logger: logging.Logger = server_logger) -> None:
+        super().__init__(logger, {})
+
+    def exception(
+        self, msg: object, *args: object, exc_info: Any = True, stack_info: bool = False, **kwargs: Any
+    ) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if isinstance(exc, HttpProcessingError) and exc.code and 400 <= exc.code < 500:
+            client = args[0] if args else "unknown client"
+            log.warning("bad HTTP request from %s: %s", client, describe_bad_request(exc))
+            return
+        extra: Mapping[str, object] | None = kwargs.pop("extra", None)
+        self.logger.exception(msg, *args, exc_info=exc_info, stack_info=stack_info, extra=extra, **kwargs)
 
 
 def add_metrics_routes(
@@ -102,7 +165,7 @@ def build_listener(
 ) -> web.Application:
     """`network`: the running monitor's shared ScopedNetwork, so an owner's re-check counts against the same
     per-target rate limits and circuit breaker as the sweeps (without it each re-check gets its own)."""
-    app = web.Application()
+    app = web.Application(handler_args={"logger": ParseErrorLog()})
     current = registry()
     auth: Authenticator | None = None
     if current is not None:
