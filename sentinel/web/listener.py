@@ -138,7 +138,7 @@ def add_metrics_routes(
         def render() -> bytes:
             with exporter.lock:
                 families = probe_families(
-                    exporter.store.connection, request.query.get("target", ""), request.query.get("module", "")
+                    exporter.store, request.query.get("target", ""), request.query.get("module", "")
                 )
             return render_families(families)
 
