@@ -199,3 +199,84 @@ def test_run_analyses_live_traffic_when_configured(tmp_path: Path) -> None:
         assert proc.wait(timeout=35) == 0
     window = next(json.loads(line) for line in log.read_text().splitlines() if "traffic on lo:" in line)
     assert window["log.level"] == "info" and "packets" in window["message"]
+
+
+def test_run_discovers_an_undeclared_open_port(tmp_path: Path) -> None:
+    """`sentinel run` schedules port discovery (run.extra_probes, default [port_discovery]) on its own interval
+    next to the sweep's probes, and an open port the registry does not declare becomes `port_undeclared_open`."""
+    import socket
+
+    address, closed = "127.83.0.1", 9
+    listeners = []
+    for _ in range(2):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((address, 0))
+        sock.listen(64)  # the kernel completes handshakes into the backlog: enough for both scan methods
+        listeners.append(sock)
+    declared, undeclared = (int(s.getsockname()[1]) for s in listeners)
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        yaml.safe_dump(
+            {
+                "scope": {"allow": ["127.83.0.0/24"]},
+                "systems": [
+                    {
+                        "id": "disc-sys",
+                        "name": "Discovery",
+                        "owner": {"department": "IT"},
+                        "tier": "city",
+                        "mlps_level": 3,
+                        "endpoints": [{"host": address, "ports": [declared]}],
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    config = tmp_path / "sentinel.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "registry": str(registry),
+                "store": str(tmp_path / "s.db"),
+                "collectors": {
+                    "probes": ["tcp_ports"],
+                    "discovery_ports": sorted({declared, undeclared, closed}),
+                    "connect_timeout": 0.5,
+                    "per_target_rate": 50,
+                    "per_target_burst": 20,
+                },
+                # run.extra_probes is left at its default: port discovery must be scheduled without being asked
+                "run": {"intervals": {"tcp_ports": 60, "port_discovery": 2}, "slice_seconds": 2},
+            }
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "run.log"
+    env = {**os.environ, "SENTINEL_LOG_FORMAT": "json"}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sentinel", "run", "--config", str(config), "--no-listen"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def undeclared_findings() -> list[Any]:
+        store = SqliteStore(tmp_path / "s.db")
+        try:
+            return [f for f in store.list_findings() if f.rule_id == "port_undeclared_open"]
+        finally:
+            store.close()
+
+    try:
+        wait_for(lambda: (tmp_path / "s.db").exists() and bool(undeclared_findings()), 40, "the discovery finding")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=35) == 0
+        for sock in listeners:
+            sock.close()
+    [finding] = undeclared_findings()
+    assert finding.system_id == "disc-sys" and finding.target == address
+    assert finding.evidence.get("undeclared_open") == [undeclared], finding.evidence
+    assert finding.evidence.get("declared_ports") == [declared]

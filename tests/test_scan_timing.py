@@ -94,6 +94,24 @@ async def test_syn_rtt_excludes_event_loop_delay(hosts: tuple[Host, Host], addre
         await net.close()
 
 
+@pytest.mark.parametrize("address", [V4, V6])
+async def test_connect_rtt_is_the_kernels_handshake_rtt(hosts: tuple[Host, Host], address: str) -> None:
+    """A connect scan's RTT is the kernel's SYN to SYN-ACK sample (TCP_INFO): a loop blocked right after connect()
+    does not count, and it agrees with ping on the same host."""
+    net = ScopedNetwork(SCOPE, SETTINGS.model_copy(update={"scan_method": "connect"}))
+    try:
+        blocked = await while_loop_blocked(net.tcp_state(address, OPEN_PORT))
+        ours = [await net.tcp_state(address, OPEN_PORT) for _ in range(3)]
+    finally:
+        await net.close()
+    assert isinstance(blocked, tuple) and blocked[0].value == "open"
+    assert blocked[1] is not None and blocked[1] < BLOCK_S * 1000 / 6, f"connect RTT {blocked[1]:.1f} ms"
+    rtts = [rtt for state, rtt in ours if state.value == "open" and rtt is not None]
+    theirs = ping_ms(address)
+    assert len(rtts) == 3 and len(theirs) == 3
+    assert abs(statistics.median(rtts) - statistics.median(theirs)) < 1.0, f"sentinel {rtts} ms, ping {theirs} ms"
+
+
 async def test_outstanding_syns_hold_no_connection_slot(hosts: tuple[Host, Host]) -> None:
     """One slot per target used to serialise a silent host's SYNs: ports x tries x timeout. Now all go out at once."""
     ports = list(range(3000, 3010))

@@ -8,7 +8,8 @@ adaptive timeouts learned from measured RTTs (`collectors/rtt.py`). Names that r
 raise `OutOfScope` and nothing is sent.
 
 Round-trip times are measured around the I/O only, after admission: raw and UDP answers carry the kernel's
-receive stamp, sends are stamped right at `sendto`.
+receive stamp, sends are stamped right at `sendto`; a connect scan's open port reports the kernel's own
+handshake RTT (TCP_INFO `tcpi_rtt`, SYN to SYN-ACK), so event-loop delay is not counted there either.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import random
 import socket
 import ssl
+import struct
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -37,7 +39,7 @@ from sentinel.collectors.icmp_echo import IcmpPinger
 from sentinel.collectors.ratelimit import RateLimiter
 from sentinel.collectors.rawscan import elapsed_ms, enable_timestamps, received_at, wall_ns
 from sentinel.collectors.rtt import RttTable
-from sentinel.collectors.syn_scan import SynScanner
+from sentinel.collectors.syn_scan import AnswerLost, SynScanner
 from sentinel.config.settings import CollectorSettings
 from sentinel.registry.scope import Scope
 
@@ -50,10 +52,18 @@ class PortState(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
     FILTERED = "filtered"
+    #: could not tell: Sentinel's own receive socket dropped packets while every resend waited, so the
+    #: silence proves nothing (never reported as filtered or closed by guess)
+    UNKNOWN = "unknown"
 
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
 _UDP_ANC_BYTES = socket.CMSG_SPACE(16)
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+_TCPI_RTT_OFFSET = 68  # struct tcp_info: tcpi_rtt (microseconds) follows 8 bytes of u8 fields and 15 u32s
+_VERDICTS_KEPT = 65536  # scope verdicts remembered per address
+#: extra SYNs for a port whose answer may have been dropped by our own receive socket (on top of `retries`)
+LOST_RESENDS = 2
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -89,6 +99,8 @@ class ScopedNetwork:
             lambda: asyncio.Semaphore(settings.per_target_concurrency)
         )
         self._dns_cache: dict[str, list[str]] = {}
+        self._verdicts: dict[str, bool] = {}
+        self._verdicts_scope: Scope | None = None
         #: connection attempts per address: what tests and benchmarks measure
         self.sent: Counter[str] = Counter()
         self._session: aiohttp.ClientSession | None = None
@@ -100,7 +112,19 @@ class ScopedNetwork:
 
     # -- scope ----------------------------------------------------------------------------
     def check_address(self, address: str) -> None:
-        if not self.scope.allows_address(address):
+        """Raise OutOfScope unless the scope allows `address`; asked for every connection and every packet.
+
+        Verdicts are remembered per address text for this (frozen) scope object: at a million packets a sweep,
+        parsing the address against every network each time was a third of the scan's CPU."""
+        if self.scope is not self._verdicts_scope:
+            self._verdicts.clear()
+            self._verdicts_scope = self.scope
+        allowed = self._verdicts.get(address)
+        if allowed is None:
+            if len(self._verdicts) >= _VERDICTS_KEPT:
+                self._verdicts.clear()
+            allowed = self._verdicts[address] = self.scope.allows_address(address)
+        if not allowed:
             raise OutOfScope(f"address {address} is outside the declared scope")
 
     async def resolve(self, host: str) -> list[str]:
@@ -204,14 +228,28 @@ class ScopedNetwork:
         """Half-open scan of one port: SYN-ACK open, RST closed, silence (after retries) filtered.
 
         No connection slot is held while a SYN is outstanding: a target that drops everything costs its
-        timeouts once, in parallel, not once per slot. Each SYN is admitted by the packet rate limits."""
+        timeouts once, in parallel, not once per slot. Each SYN takes a place among the scanner's SYNs in flight
+        (a global cap sized to its receive buffer) and is then admitted by the packet rate limits. A wait during
+        which our receive socket dropped packets is not a silence: the SYN is sent again (up to `LOST_RESENDS`
+        times beyond the retries), and a port that only ever got such waits is UNKNOWN, never filtered."""
         scanner = self._syn_engine()
-        for _attempt in range(1 + self.settings.retries):
-            await self.admit_packet(address)
-            answer = await scanner.probe(address, port, self.rtt.timeout(address))
+        silences = lost = 0
+        while silences <= self.settings.retries:
+            await scanner.acquire(address)
+            try:
+                await self.admit_packet(address)
+                answer = await scanner.probe(address, port, self.rtt.timeout(address))
+            except AnswerLost:
+                lost += 1
+                if lost > LOST_RESENDS:
+                    return PortState.UNKNOWN, None
+                continue
+            finally:
+                scanner.release()
             if answer is not None:
                 self.breaker.record_success(address)
                 return PortState(answer[0]), answer[1]
+            silences += 1
         return PortState.FILTERED, None
 
     # -- ICMP -----------------------------------------------------------------------------
@@ -234,6 +272,18 @@ class ScopedNetwork:
     @property
     def raw_packets_sent(self) -> int:
         return (self._syn.packets_sent if self._syn else 0) + (self._icmp.packets_sent if self._icmp else 0)
+
+    def raw_receive_stats(self) -> dict[str, int]:
+        """The SYN receiver's health: the kernel's drop count, SYNs resent because of it, the in-flight cap."""
+        syn = self._syn
+        if syn is None:
+            return {"receive_drops": 0, "lost": 0, "in_flight_limit": 0, "peak_in_flight": 0}
+        return {
+            "receive_drops": syn.receive_drops,
+            "lost": syn.lost,
+            "in_flight_limit": syn.in_flight_limit,
+            "peak_in_flight": syn.peak_in_flight,
+        }
 
     # -- TCP ------------------------------------------------------------------------------
     async def tcp_state(self, address: str, port: int) -> tuple[PortState, float | None]:
@@ -261,7 +311,7 @@ class ScopedNetwork:
                 if exc.errno in _UNREACHABLE:
                     return PortState.FILTERED, None
                 return PortState.CLOSED, (time.perf_counter() - start) * 1000
-            rtt = (time.perf_counter() - start) * 1000
+            rtt = handshake_rtt_ms(writer.get_extra_info("socket")) or (time.perf_counter() - start) * 1000
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
@@ -394,6 +444,21 @@ class ScopedNetwork:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def handshake_rtt_ms(sock: Any) -> float | None:
+    """The kernel's RTT of a just-connected TCP socket (TCP_INFO tcpi_rtt: right after the handshake it is the
+    SYN to SYN-ACK sample, timed in softirq), in ms; None where the kernel does not tell."""
+    if sock is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+    except (OSError, AttributeError):
+        return None
+    if len(info) < _TCPI_RTT_OFFSET + 4:
+        return None
+    (micros,) = struct.unpack_from("=I", info, _TCPI_RTT_OFFSET)  # native byte order, as the kernel wrote it
+    return int(micros) / 1000 if micros else None
 
 
 class _ScopedResolver(AbstractResolver):

@@ -10,9 +10,11 @@ interval; it is not in the default `sentinel scan` probe list (1,000 probes per 
 
 Fields: host, address, method, ports_planned, ports_probed, complete (every planned port was probed before
 the job's time ran out), answered (some port answered), open_ports, closed_count, filtered_count,
-declared_ports, undeclared_open (open ports the registry does not declare) and undeclared_open_count. The
-count is left out when it would claim "nothing undeclared" without evidence: when the sweep was cut short or
-no port answered at all (a silent host proves nothing about its ports).
+unknown_count (ports whose answers Sentinel's own receive socket may have dropped on every resend: neither
+closed nor filtered), declared_ports, undeclared_open (open ports the registry does not declare) and
+undeclared_open_count. The count is left out when it would claim "nothing undeclared" without evidence: when
+the sweep was cut short, a port could not be told, or no port answered at all (a silent host proves nothing
+about its ports).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sentinel.collectors.base import Probe, ProbeJob
-from sentinel.collectors.network import PortState, ScopedNetwork
+from sentinel.collectors.network import LOST_RESENDS, PortState, ScopedNetwork
 from sentinel.collectors.top_ports import TOP_TCP_PORTS
 from sentinel.models import Observation
 from sentinel.registry.models import System
@@ -50,7 +52,7 @@ class PortDiscoveryProbe(Probe):
             yield ProbeJob(self.name, system.id, host, host, ports=ports, declared=tuple(sorted(declared)))
 
     def budget(self, job: ProbeJob) -> int:
-        return max(1, len(job.ports)) * (1 + self.settings.retries)
+        return max(1, len(job.ports)) * (1 + self.settings.retries + LOST_RESENDS)
 
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         address = (await net.resolve(job.host))[0]
@@ -80,6 +82,7 @@ class PortDiscoveryProbe(Probe):
         now = datetime.now(UTC)
         open_ports = sorted(p for p, s in states.items() if s == PortState.OPEN)
         closed = sum(1 for s in states.values() if s == PortState.CLOSED)
+        unknown = sum(1 for s in states.values() if s == PortState.UNKNOWN)
         declared = set(job.declared)
         undeclared = [p for p in open_ports if p not in declared]
         complete = len(states) == len(order)
@@ -94,10 +97,11 @@ class PortDiscoveryProbe(Probe):
             "answered": answered,
             "open_ports": open_ports[:_LIST_CAP],
             "closed_count": closed,
-            "filtered_count": len(states) - len(open_ports) - closed,
+            "filtered_count": len(states) - len(open_ports) - closed - unknown,
+            "unknown_count": unknown,
             "declared_ports": sorted(declared)[:_LIST_CAP],
             "undeclared_open": undeclared[:_LIST_CAP],
         }
-        if undeclared or (complete and answered):
+        if undeclared or (complete and answered and not unknown):
             data["undeclared_open_count"] = len(undeclared)
         return [self.observation(job, now, data)]

@@ -139,6 +139,13 @@ def open_raw(family: int, proto: int, bpf: list[tuple[int, int, int, int]] | Non
 
 SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32
 _BUFFER_BYTES = 8 << 20
+SO_MEMINFO = 55  # Linux: u32[SK_MEMINFO_VARS]; index 8 is sk_drops, /proc/net/raw's "drops" column
+_MEMINFO_VARS, _MEMINFO_DROPS = 9, 8
+#: what one queued answer costs a raw receive buffer (the skb's truesize, as the kernel charges it against
+#: SO_RCVBUF): a SYN-ACK or RST arriving over veth measures 832 bytes; taken well above that for NIC drivers
+#: that allocate bigger receive buffers. Where it is still too low, the kernel's drop count says so and the
+#: SYNs whose answers may have been dropped are resent (`syn_scan.AnswerLost`).
+ANSWER_TRUESIZE = 2048
 
 
 def _grow_buffers(sock: socket.socket) -> None:
@@ -149,6 +156,24 @@ def _grow_buffers(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, force, _BUFFER_BYTES)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, plain, _BUFFER_BYTES)
+
+
+def socket_drops(sock: socket.socket) -> int | None:
+    """Packets the kernel dropped for this socket because its receive buffer was full (sk_drops: the drops
+    column of /proc/net/raw, what SO_RXQ_OVFL reports); None where the kernel does not tell."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO_VARS * 4)
+    except OSError:
+        return None
+    if len(raw) < _MEMINFO_VARS * 4:
+        return None
+    return int(struct.unpack_from(f"={_MEMINFO_VARS}I", raw)[_MEMINFO_DROPS])
+
+
+def receive_capacity(sock: socket.socket) -> int:
+    """How many answers the socket's receive buffer holds before the kernel drops the next one."""
+    rcvbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))  # as granted (the kernel doubles it)
+    return max(1, rcvbuf // ANSWER_TRUESIZE)
 
 
 # -- receive timestamps ------------------------------------------------------------------------
@@ -174,12 +199,17 @@ def wall_ns() -> int:
     return time.time_ns()
 
 
+_TIMESPEC = struct.Struct("@qq")  # timespec / timeval: two native longs
+
+
 def received_at(ancdata: list[tuple[int, int, bytes]]) -> int:
     """The kernel receive stamp (ns, CLOCK_REALTIME) from recvmsg ancillary data; now when there is none."""
     for level, kind, data in ancdata:
         if level != socket.SOL_SOCKET or len(data) < 16:
             continue
-        seconds, fraction = (int(v) for v in struct.unpack_from("@qq", data))
+        seconds: int
+        fraction: int
+        seconds, fraction = _TIMESPEC.unpack_from(data)
         if kind == SO_TIMESTAMPNS:
             return seconds * 1_000_000_000 + fraction
         if kind == SO_TIMESTAMP:

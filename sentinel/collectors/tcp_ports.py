@@ -7,6 +7,10 @@ allows it, otherwise a connect scan (`tcp-connect`); every observation says whic
 silent but the host answered an echo; null when nothing answered), icmp_rtt_ms (when the echo was asked),
 open_ports, ports_probed, method. Like nmap's host discovery, a host that answers anything is up: when every
 port is silent and raw sockets are available, an ICMP echo decides before the host is called unreachable.
+
+A port whose answers may have been dropped by Sentinel's own receive socket (`PortState.UNKNOWN`) gets an
+error `port` observation (`error_kind: timeout`), never a state: it neither opens nor resolves a finding. While
+any port is unknown, a host that nothing answered is not called unreachable (`reachable` null).
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from datetime import UTC, datetime
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.capabilities import RawSocketsUnavailableError
-from sentinel.collectors.network import PortState, ScopedNetwork
-from sentinel.models import Observation
+from sentinel.collectors.network import LOST_RESENDS, PortState, ScopedNetwork
+from sentinel.models import Observation, ObservationStatus
 from sentinel.models.target import port_target
 from sentinel.registry.models import System
 
@@ -48,8 +52,9 @@ class TcpPortProbe(Probe):
             )
 
     def budget(self, job: ProbeJob) -> int:
-        # every port with its retries, plus the echo (and its retries) asked when every port is silent
-        return (max(1, len(job.ports)) + 1) * (1 + self.settings.retries)
+        # every port with its retries (and the resends of SYNs whose answer our receive socket may have dropped),
+        # plus the echo and its retries, asked when every port is silent
+        return max(1, len(job.ports)) * (1 + self.settings.retries + LOST_RESENDS) + 1 + self.settings.retries
 
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         address = (await net.resolve(job.host))[0]
@@ -59,6 +64,25 @@ class TcpPortProbe(Probe):
         listed = {int(v) for k, v in job.extra if k == "listed"}
         observations = [
             Observation(
+                kind="port",
+                system_id=job.system_id,
+                target=port_target(job.host, port),
+                observed_at=now,
+                probe=self.name,
+                status=ObservationStatus.ERROR,
+                error="could not tell: Sentinel's receive socket dropped packets while this port's SYNs waited",
+                data={
+                    "host": job.host,
+                    "address": address,
+                    "port": port,
+                    "protocol": "tcp",
+                    "declared": port in job.declared,
+                    "method": method,
+                    "error_kind": "timeout",
+                },
+            )
+            if state == PortState.UNKNOWN
+            else Observation(
                 kind="port",
                 system_id=job.system_id,
                 target=port_target(job.host, port),
@@ -79,7 +103,8 @@ class TcpPortProbe(Probe):
             )
             for port, (state, rtt) in zip(job.ports, results, strict=True)
         ]
-        answered = [p for p, (s, _) in zip(job.ports, results, strict=True) if s != PortState.FILTERED]
+        answered = [p for p, (s, _) in zip(job.ports, results, strict=True) if s in (PortState.OPEN, PortState.CLOSED)]
+        unknown = any(s == PortState.UNKNOWN for s, _ in results)
         reachability: dict[str, object] = {"reachable": bool(answered), "reachable_by": "tcp" if answered else None}
         if not answered and net.raw_sockets:
             try:
@@ -89,6 +114,8 @@ class TcpPortProbe(Probe):
             reachability["icmp_rtt_ms"] = round(rtt, 3) if rtt is not None else None
             if rtt is not None:
                 reachability.update(reachable=True, reachable_by="icmp-echo")
+        if not reachability["reachable"] and unknown:
+            reachability["reachable"] = None  # a lost answer is not silence
         observations.append(
             Observation(
                 kind="host",
