@@ -240,7 +240,7 @@ class Sentinel:
         before its first packet; other sources get one here. `source` names where the observations came from
         (`sweep`, `pcap:FILE`, `sniff:IFACE`) in that record."""
         if sweep is None:
-            sweep = (self.store.start_sweep(now, self.settings.actor, self.settings.fingerprint(), 0), now)
+            sweep = (self.store.start_sweep(now, self.settings.actor, self.settings.fingerprint(), 0, source), now)
         sweep_id, started = sweep
         _ = self.store  # opened (and the outbox installed) before the transaction
         if self._outbox is not None:

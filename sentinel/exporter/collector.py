@@ -214,9 +214,37 @@ def _sweep_families(snap: StoreSnapshot) -> Iterator[Family]:
         yield family
 
 
+def capture_families(snap: StoreSnapshot) -> Iterator[Family]:
+    """Live capture health: a window the kernel dropped packets from is never presented as clean traffic."""
+    if not snap.captures:
+        return
+    received = Family.gauge(
+        "sentinel_capture_window_packets_received",
+        "Packets the capture filter accepted in the latest live-capture window (dropped ones included).",
+        labels=["interface"],
+    )
+    dropped = Family.gauge(
+        "sentinel_capture_window_packets_dropped",
+        "Packets the kernel dropped in the latest live-capture window because the capture ring was full.",
+        labels=["interface"],
+    )
+    when = Family.gauge(
+        "sentinel_capture_window_timestamp_seconds", "When the latest live-capture window ended.", labels=["interface"]
+    )
+    for c in snap.captures:
+        received.add([c.interface], c.received)
+        dropped.add([c.interface], c.dropped)
+        if c.observed_at is not None:
+            when.add([c.interface], c.observed_at)
+    yield received
+    yield dropped
+    yield when
+
+
 def all_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -> Iterator[Family]:
     yield from snapshot_families(snap, labels)
     yield from estate_families(snap, labels)
+    yield from capture_families(snap)
 
 
 def public_families(snap: StoreSnapshot, labels: Mapping[str, SystemLabels]) -> Iterator[Family]:

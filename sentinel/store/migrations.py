@@ -107,6 +107,8 @@ CORE: list[list[str]] = [
             PRIMARY KEY (day, system_id, severity)
         ) WITHOUT ROWID""",
     ],
+    # 4 (issue 12): every source of observations writes an audit record; only probe sweeps count as sweeps
+    ["ALTER TABLE sweeps ADD COLUMN source TEXT NOT NULL DEFAULT 'sweep'"],
 ]
 
 

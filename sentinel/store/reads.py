@@ -50,6 +50,16 @@ class SweepState:
 
 
 @dataclass(frozen=True, slots=True)
+class CaptureWindow:
+    """The latest live-capture window on one interface: what the kernel received and dropped."""
+
+    interface: str
+    received: int
+    dropped: int
+    observed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class ObservationRow:
     """One latest observation as stored (`data` still JSON text: the caller decides whether to parse it)."""
 
@@ -66,3 +76,4 @@ class StoreSnapshot:
     cert_expiry: dict[str, float] = field(default_factory=dict)
     findings: list[FindingCount] = field(default_factory=list)
     sweeps: SweepState = field(default_factory=lambda: SweepState(0, 0))
+    captures: list[CaptureWindow] = field(default_factory=list)

@@ -15,7 +15,15 @@ from sentinel.errors import StoreError
 from sentinel.models import Finding, FindingStatus, Observation, Severity
 from sentinel.models.finding import ACTIVE_STATUSES
 from sentinel.store.migrations import CORE_COMPONENT
-from sentinel.store.reads import FindingCount, ObservationRow, ProbeState, StoreSnapshot, SweepState, timestamp
+from sentinel.store.reads import (
+    CaptureWindow,
+    FindingCount,
+    ObservationRow,
+    ProbeState,
+    StoreSnapshot,
+    SweepState,
+    timestamp,
+)
 from sentinel.store.schema import SchemaComponent, migrate
 
 #: observation kinds that say whether a system answered (availability), and the error kinds that mean "it did not"
@@ -170,6 +178,8 @@ _PROBES_SQL = f"""SELECT system_id, probe, MIN({_SUCCESS}), MIN({_REACHABLE}), M
 _CERTS_SQL = """SELECT system_id, MIN(json_extract(data, '$."cert.not_after"')) FROM observations_latest
     WHERE kind = 'tls' AND status = 'ok' AND json_extract(data, '$."cert.not_after"') IS NOT NULL
     GROUP BY system_id"""
+_CAPTURES_SQL = """SELECT target, observed_at, json_extract(data, '$."capture.received"'),
+    json_extract(data, '$."capture.dropped"') FROM observations_latest WHERE kind = 'traffic.capture'"""
 _FINDING_COUNTS_SQL = f"""SELECT system_id, severity, category, status, COUNT(*) FROM findings
     WHERE status IN {_ACTIVE_SQL} GROUP BY system_id, severity, category, status"""
 
@@ -495,15 +505,26 @@ class SqliteStore:
                 out[sid] = ts
         return out
 
+    def capture_windows(self) -> list[CaptureWindow]:
+        """Per interface, the kernel's counts of the latest live-capture window (`traffic.capture`)."""
+        out = []
+        for target, observed, received, dropped in self._db.execute(_CAPTURES_SQL):
+            interface = str(target).removeprefix("capture ")
+            out.append(CaptureWindow(interface, int(received or 0), int(dropped or 0), timestamp(observed)))
+        return out
+
     def active_finding_counts(self) -> list[FindingCount]:
         return [FindingCount(*row) for row in self._db.execute(_FINDING_COUNTS_SQL)]
 
     def sweep_totals(self) -> SweepState:
         db = self._db
-        finished, started = db.execute("SELECT COUNT(finished_at), COUNT(*) FROM sweeps").fetchone()
-        last_started = db.execute("SELECT MAX(started_at) FROM sweeps").fetchone()[0]
+        finished, started = db.execute(
+            "SELECT COUNT(finished_at), COUNT(*) FROM sweeps WHERE source = 'sweep'"
+        ).fetchone()
+        last_started = db.execute("SELECT MAX(started_at) FROM sweeps WHERE source = 'sweep'").fetchone()[0]
         row = db.execute(
-            "SELECT started_at, finished_at, summary FROM sweeps WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+            "SELECT started_at, finished_at, summary FROM sweeps WHERE finished_at IS NOT NULL AND source = 'sweep'"
+            " ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return SweepState(int(finished), int(started), last_started=timestamp(last_started))
@@ -536,6 +557,7 @@ class SqliteStore:
                 cert_expiry=self.cert_expiry(),
                 findings=self.active_finding_counts(),
                 sweeps=self.sweep_totals(),
+                captures=self.capture_windows(),
             )
         finally:
             if started_here:
@@ -646,12 +668,15 @@ class SqliteStore:
             out.append(item)
         return out
 
-    def start_sweep(self, started_at: datetime, actor: str, config_hash: str, targets: int) -> int:
-        """The audit record written before a sweep sends its first packet."""
+    def start_sweep(
+        self, started_at: datetime, actor: str, config_hash: str, targets: int, source: str = "sweep"
+    ) -> int:
+        """The audit record written before a sweep sends its first packet (or before a capture file or a live
+        window is ingested: `source` says which; only `sweep` records count as sweeps in /metrics)."""
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT INTO sweeps (started_at, actor, config_hash, planned_jobs) VALUES (?, ?, ?, ?)",
-                (_ts(started_at), actor, config_hash, targets),
+                "INSERT INTO sweeps (started_at, actor, config_hash, planned_jobs, source) VALUES (?, ?, ?, ?, ?)",
+                (_ts(started_at), actor, config_hash, targets, "sweep" if source == "sweep" else source[:200]),
             )
             return int(cur.lastrowid or 0)
 
@@ -684,7 +709,7 @@ class SqliteStore:
 
     def sweeps(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT id, started_at, finished_at, actor, config_hash, planned_jobs, summary FROM sweeps"
+            "SELECT id, started_at, finished_at, actor, config_hash, planned_jobs, summary, source FROM sweeps"
             " ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
