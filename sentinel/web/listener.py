@@ -188,8 +188,17 @@ def build_listener(
             finally:
                 sentinel.close()
 
+        # custom rule folders bring their own Chinese text; the shipped rules' is loaded once per process
+        web_rules = {r.id: r for r in load_rules(list(settings.rules))} if settings.rules else None
         ctx = WebContext(
-            web_store, now_registry, auth, settings.web.language, ready, policy=settings.findings, recheck=recheck
+            web_store,
+            now_registry,
+            auth,
+            settings.web.language,
+            ready,
+            policy=settings.findings,
+            recheck=recheck,
+            rules=web_rules,
         )
         add_web_routes(app, ctx)
         app.on_cleanup.append(_closer(web_store))

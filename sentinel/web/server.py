@@ -11,7 +11,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import jinja2
 from aiohttp import web
 
+from sentinel.engine.rule import Rule
 from sentinel.errors import SentinelError
 from sentinel.findings.lifecycle import OWNER_EVENTS, InvalidTransitionError, LifecycleEvent
 from sentinel.findings.policy import FindingsSettings, due_at, is_overdue
@@ -66,8 +67,10 @@ class WebContext:
         ready: Callable[[], bool] = lambda: True,
         policy: FindingsSettings | None = None,
         recheck: Recheck | None = None,
+        rules: Mapping[str, Rule] | None = None,
     ) -> None:
         self.store = store
+        self.rules = rules  # rule id → Rule, for finding text in Chinese (None: the shipped rules)
         self._registry = registry
         self.auth = auth
         self.language = language
@@ -122,7 +125,7 @@ def _render(request: web.Request, name: str, status: int = 200, **context: Any) 
     user = request.get(USER_KEY)
     context.setdefault("page", "")
     html = ctx.templates.get_template(name).render(
-        t=translator(lang),
+        t=translator(lang, ctx.rules),
         lang=lang,
         user=user,
         can_act=bool(user and user.can(Permission.ACT)),
