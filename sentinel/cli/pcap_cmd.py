@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -101,19 +102,23 @@ def analyze(
     try:
         registry = load_registry_or_empty(app)
         intel = load_intel_lists(intel_paths)
-        _ = app.rules
+        # the first capture's child starts here; rules and store are made ready beside it, on another core
+        outcomes = analyze_batch(list(files), registry, intel, time_limit, memory_limit)
         observations: list[Observation] = []
         packets, failed = 0, 0
         err = console(stderr=True)
-        for outcome in analyze_batch(list(files), registry, intel, time_limit, memory_limit):
-            for warning in outcome.warnings:
-                err.print(f"warning: {warning}", markup=False)
-            if outcome.error is not None:
-                failed += 1
-                err.print(f"{outcome.path}: {outcome.error}", markup=False)
-                continue
-            packets += outcome.packets
-            observations.extend(outcome.observations)
+        with closing(outcomes):
+            _ = app.rules
+            _ = app.tracker
+            for outcome in outcomes:
+                for warning in outcome.warnings:
+                    err.print(f"warning: {warning}", markup=False)
+                if outcome.error is not None:
+                    failed += 1
+                    err.print(f"{outcome.path}: {outcome.error}", markup=False)
+                    continue
+                packets += outcome.packets
+                observations.extend(outcome.observations)
         found = findings_from(app, registry, observations)
         if fmt == "table":
             console().print(

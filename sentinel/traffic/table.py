@@ -277,6 +277,161 @@ class HashFilter:
         return found
 
 
+#: U64Index finishes probe chains in Python once this few keys are left.
+TAIL = 8
+
+
+class U64Index:
+    """uint64 key → non-negative int64 value, by open addressing (linear probing) in numpy columns.
+
+    A batch's keys are looked up and inserted with numpy, a few vectorised probe rounds per batch; a
+    dict answers one Python int at a time (~300 ns a key on random 64-bit keys, the hot spot of the
+    scan tables). Kept at most half full; grows by doubling.
+    """
+
+    def __init__(self, bits: int = 10) -> None:
+        self.keys = np.zeros(1 << bits, np.uint64)
+        self.values = np.full(1 << bits, -1, np.int64)  # -1: empty cell
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def get(self, keys: npt.NDArray[np.uint64]) -> I64:
+        """The value of each key, -1 where it is absent."""
+        out = np.full(keys.size, -1, np.int64)
+        mask = np.uint64(self.keys.size - 1)
+        todo = np.arange(keys.size)
+        pos = (keys & mask).astype(np.intp)
+        while todo.size > TAIL:
+            value = self.values[pos]
+            filled = value >= 0
+            hit = filled & (self.keys[pos] == keys[todo])
+            out[todo[hit]] = value[hit]
+            go_on = filled & ~hit  # an occupied cell of another key: probe the next one
+            todo, pos = todo[go_on], (pos[go_on] + 1) & int(mask)
+        if todo.size:  # the few long probe chains: a numpy round per step would cost more than this
+            cells, stored = self.keys, self.values
+            for i, home in zip(todo.tolist(), pos.tolist(), strict=True):
+                key, at = keys[i], home
+                while stored[at] >= 0:
+                    if cells[at] == key:
+                        out[i] = stored[at]
+                        break
+                    at = (at + 1) & int(mask)
+        return out
+
+    def insert(self, keys: npt.NDArray[np.uint64], values: I64) -> None:
+        """Add keys that are distinct and absent."""
+        if 2 * (self.size + keys.size) > self.keys.size:
+            self._grow(2 * (self.size + keys.size))
+        self._place(keys, values)
+        self.size += keys.size
+
+    def _place(self, keys: npt.NDArray[np.uint64], values: I64) -> None:
+        mask = self.keys.size - 1
+        todo = np.arange(keys.size)
+        pos = (keys & np.uint64(mask)).astype(np.intp)
+        while todo.size > TAIL:
+            empty = np.flatnonzero(self.values[pos] < 0)
+            placed = np.zeros(todo.size, bool)
+            if empty.size:  # keys that reached the same empty cell all claim it; the last claim wins it
+                cells = pos[empty]
+                self.values[cells] = empty
+                winners = empty[self.values[cells] == empty]
+                self.keys[pos[winners]] = keys[todo[winners]]
+                self.values[pos[winners]] = values[todo[winners]]
+                placed[winners] = True
+            todo, pos = todo[~placed], (pos[~placed] + 1) & mask
+        stored = self.values
+        for i, home in zip(todo.tolist(), pos.tolist(), strict=True):
+            at = home
+            while stored[at] >= 0:
+                at = (at + 1) & mask
+            self.keys[at], stored[at] = keys[i], values[i]
+
+    def _grow(self, need: int) -> None:
+        cap = self.keys.size
+        while cap < need:
+            cap *= 2
+        used = self.values >= 0
+        keys, values = self.keys[used], self.values[used]
+        self.keys = np.zeros(cap, np.uint64)
+        self.values = np.full(cap, -1, np.int64)
+        self._place(keys, values)
+
+
+#: U64Set stores keys as they are, except 0, which marks an empty cell: a key of 0 is stored as this
+#: (a collision of two 64-bit hashes, 0 and this one, is as unlikely as any other).
+ZERO_KEY = np.uint64(0x9E3779B97F4A7C15)
+
+
+class U64Set:
+    """A set of uint64 keys, open addressing like U64Index but with the keys alone (8 bytes a cell):
+    the (key, value) pairs the scan tables remember are the largest thing they keep (up to 500,000
+    each)."""
+
+    def __init__(self, bits: int = 10) -> None:
+        self.cells = np.zeros(1 << bits, np.uint64)
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def contains(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        keys = np.where(keys == 0, ZERO_KEY, keys)
+        out = np.zeros(keys.size, bool)
+        mask = self.cells.size - 1
+        todo = np.arange(keys.size)
+        pos = (keys & np.uint64(mask)).astype(np.intp)
+        while todo.size > TAIL:
+            cell = self.cells[pos]
+            hit = cell == keys[todo]
+            out[todo[hit]] = True
+            go_on = (cell != 0) & ~hit
+            todo, pos = todo[go_on], (pos[go_on] + 1) & mask
+        cells = self.cells
+        for i, home in zip(todo.tolist(), pos.tolist(), strict=True):
+            key, at = keys[i], home
+            while cells[at] != 0:
+                if cells[at] == key:
+                    out[i] = True
+                    break
+                at = (at + 1) & mask
+        return out
+
+    def add(self, keys: npt.NDArray[np.uint64]) -> None:
+        """Add keys that are distinct and absent."""
+        if 2 * (self.size + keys.size) > self.cells.size:
+            cap = self.cells.size
+            while cap < 2 * (self.size + keys.size):
+                cap *= 2
+            old = self.cells[self.cells != 0]
+            self.cells = np.zeros(cap, np.uint64)
+            self._place(old)
+        self._place(np.where(keys == 0, ZERO_KEY, keys))
+        self.size += keys.size
+
+    def _place(self, keys: npt.NDArray[np.uint64]) -> None:
+        mask = self.cells.size - 1
+        todo = np.arange(keys.size)
+        pos = (keys & np.uint64(mask)).astype(np.intp)
+        while todo.size > TAIL:
+            empty = np.flatnonzero(self.cells[pos] == 0)
+            placed = np.zeros(todo.size, bool)
+            if empty.size:  # keys that reached the same empty cell all write it; the last write wins it
+                at, claims = pos[empty], keys[todo[empty]]
+                self.cells[at] = claims
+                placed[empty[self.cells[at] == claims]] = True
+            todo, pos = todo[~placed], (pos[~placed] + 1) & mask
+        cells = self.cells
+        for i, home in zip(todo.tolist(), pos.tolist(), strict=True):
+            cell = home
+            while cells[cell] != 0:
+                cell = (cell + 1) & mask
+            cells[cell] = keys[i]
+
+
 class DistinctCounter:
     """Per key: events, distinct values (ports per host pair, hosts per scanner...), first/last time.
 
@@ -297,27 +452,24 @@ class DistinctCounter:
     ) -> None:
         self.marked_values = marked_values if marked_values is not None else np.zeros(0, np.int64)
         self.max_keys, self.max_pairs, self.sample_size = max_keys, max_pairs, sample
-        self._slot: dict[int, int] = {}  # key hash → slot
-        self._parts: list[tuple[int, ...]] = []
+        self._slot = U64Index()  # key hash → slot
+        self._size = 0
+        # the key's parts per slot, in numpy columns: building a tuple per admitted key cost more than
+        # the rest of `add` on traffic where most keys are new (UDP flows, spoofed sources)
+        self._key_cols: list[I64] = []
         self._cols = _Columns()
         self._sampled: list[tuple[I64, I64]] = []  # (slots, values) of the values kept as samples, in order
         self._tag_bits: dict[str, int] = {}
-        self._seen: set[int] = set()
-        self._known_keys, self._known_pairs = HashFilter(), HashFilter()
+        self._seen = U64Set()  # hashes of the (key, value) pairs counted
         self._ranked = 0  # slots ranked so far, in the order keys first counted a distinct value
         self.overflow = 0
 
     def __len__(self) -> int:
-        return len(self._parts)
+        return self._size
 
     def _slots(self, khash: npt.NDArray[np.uint64]) -> I64:
-        """Slot of each key hash, -1 where the key is unknown (the dict is asked only about maybe-known keys)."""
-        slots = np.full(khash.size, -1, np.int64)
-        maybe = np.flatnonzero(self._known_keys.maybe(khash))
-        if maybe.size:
-            ask = khash[maybe].tolist()
-            slots[maybe] = np.fromiter(map(self._slot.get, ask, itertools.repeat(-1)), np.int64, maybe.size)
-        return slots
+        """Slot of each key hash, -1 where the key is unknown."""
+        return self._slot.get(khash)
 
     def add(self, keys: list[I64], values: I64, ts: npt.NDArray[np.float64], tag: str = "") -> None:
         if values.size == 0:
@@ -327,7 +479,7 @@ class DistinctCounter:
         uslots = self._slots(ukeys)
         unknown = uslots < 0
         if unknown.any():
-            if len(self._parts) >= self.max_keys:  # full: only keys already known keep counting
+            if self._size >= self.max_keys:  # full: only keys already known keep counting
                 self.overflow += int(np.count_nonzero(unknown[inverse]))
             else:
                 uslots[unknown] = self._admit(ukeys[unknown], [k[first_at[unknown]] for k in keys])
@@ -345,15 +497,11 @@ class DistinctCounter:
         pairs = mix64(khash.view(np.int64), values)
         uniq, pair_at = np.unique(pairs, return_index=True)
         seen = self._seen
-        fresh = np.ones(uniq.size, bool)
-        maybe = np.flatnonzero(self._known_pairs.maybe(uniq))
-        if maybe.size:
-            fresh[maybe] = ~np.fromiter(map(seen.__contains__, uniq[maybe].tolist()), bool, maybe.size)
+        fresh = ~seen.contains(uniq)
         if not fresh.any():
             return
         if len(seen) < self.max_pairs:
-            seen.update(uniq[fresh].tolist())
-            self._known_pairs.add(uniq[fresh])
+            seen.add(uniq[fresh])
         new_index = pair_at[fresh]  # first row of each new (key, value), in pair-hash order
         fslots, fvalues = slots[new_index], values[new_index]
         np.add.at(cols.distinct, fslots, 1)
@@ -363,12 +511,19 @@ class DistinctCounter:
         self._sample(fslots, fvalues)
 
     def _admit(self, khash: npt.NDArray[np.uint64], columns: list[I64]) -> I64:
-        start = len(self._parts)
+        start = self._size
         slots = np.arange(start, start + khash.size, dtype=np.int64)
-        self._slot.update(zip(khash.tolist(), slots.tolist(), strict=True))
-        self._known_keys.add(khash)
-        self._parts.extend(zip(*(c.tolist() for c in columns), strict=True))
-        self._cols.grow(len(self._parts))
+        self._slot.insert(khash, slots)
+        self._size += khash.size
+        self._cols.grow(self._size, self.max_keys)
+        if not self._key_cols:
+            self._key_cols = [np.zeros(0, np.int64) for _ in columns]
+        cap = self._cols.events.size
+        for n, col in enumerate(columns):
+            stored = self._key_cols[n]
+            if stored.size < cap:
+                stored = self._key_cols[n] = np.concatenate([stored, np.zeros(cap - stored.size, np.int64)])
+            stored[start : self._size] = col
         return slots
 
     def _rank(self, fslots: I64) -> None:
@@ -392,6 +547,18 @@ class DistinctCounter:
 
     def _sample(self, fslots: I64, fvalues: I64) -> None:
         """Append new values to each key's sample while it has room (only those reach Python)."""
+        if self.sample_size == 0:
+            return
+        open_ = self._cols.sampled[fslots] < self.sample_size  # keys with a full sample take nothing more
+        if not open_.all():
+            if not open_.any():
+                return
+            keep = np.flatnonzero(open_)
+            self._sample_rows(fslots[keep], fvalues[keep])
+            return
+        self._sample_rows(fslots, fvalues)
+
+    def _sample_rows(self, fslots: I64, fvalues: I64) -> None:
         order = np.argsort(fslots, kind="stable")
         sorted_slots = fslots[order]
         starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
@@ -403,21 +570,26 @@ class DistinctCounter:
             self._sampled.append((fslots[take], fvalues[take]))
             np.add.at(self._cols.sampled, fslots[take], 1)
 
+    def counted(self, at_least: int = 1) -> int:
+        """How many keys have at least this many distinct values (what `top` chooses from)."""
+        return int(np.count_nonzero(self._cols.distinct[: self._size] >= at_least))
+
     def top(self, n: int) -> list[Fanout]:
         """The n keys with the most distinct values."""
-        cols, size = self._cols, len(self._parts)
+        cols, size = self._cols, self._size
         distinct = cols.distinct[:size]
         counted = np.flatnonzero(distinct > 0)
         best = counted[np.lexsort((cols.rank[counted], -distinct[counted]))][:n]
         names = list(self._tag_bits.items())
         samples = self._samples_of(best)
         out = []
-        for slot in best.tolist():
+        keys = zip(*(c[best].tolist() for c in self._key_cols), strict=True) if best.size else iter(())
+        for slot, key in zip(best.tolist(), keys, strict=True):
             mask, marked = int(cols.tags[slot]), int(cols.marked[slot])
             first, last = float(cols.first[slot]), float(cols.last[slot])
             out.append(
                 Fanout(
-                    self._parts[slot],
+                    key,
                     int(distinct[slot]),
                     int(cols.events[slot]),
                     first,
@@ -454,10 +626,11 @@ class _Columns:
         self.first = np.zeros(0, np.float64)
         self.last = np.zeros(0, np.float64)
 
-    def grow(self, size: int) -> None:
+    def grow(self, size: int, ceiling: int) -> None:
+        """Room for `size` slots: doubling, but not past `ceiling` (the key cap) unless `size` needs it."""
         if size <= self.events.size:
             return
-        cap = max(size, 2 * self.events.size, 1024)
+        cap = max(size, min(max(2 * self.events.size, 1024), ceiling))
         for name, fill in (("events", 0), ("distinct", 0), ("sampled", 0), ("tags", 0), ("marked", -1), ("rank", -1)):
             old = getattr(self, name)
             setattr(self, name, np.concatenate([old, np.full(cap - old.size, fill, np.int64)]))

@@ -65,4 +65,4 @@ class ArpDetector:
             out.append(
                 (len(claims.macs), ctx.observation("traffic.arp_spoof", book.attribute(ip), f"arp {address}", data))
             )
-        return largest(out)
+        return largest(out, len(self.claims))

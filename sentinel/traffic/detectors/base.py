@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -19,6 +19,9 @@ V = TypeVar("V")
 SAMPLE = 10
 #: At most this many observations per kind, the largest first, so output stays bounded.
 MAX_PER_KIND = 2_000
+#: On every observation: how many more of its list (its kind, or for scans and sweeps its direction
+#: and protocol family) the MAX_PER_KIND cap left out, so a truncated report says that it is one.
+UNREPORTED = "capture.unreported"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +33,11 @@ class Context:
     #: live capture: packets the kernel dropped in this window (None for files, whose loss is unknown);
     #: every observation carries it, so a detection from a lossy window never reads as complete
     dropped: int | None = None
+    observed_at: datetime = field(init=False)  # one time for all observations of a report, computed once
 
-    @property
-    def observed_at(self) -> datetime:
+    def __post_init__(self) -> None:
         ts = self.last_ts if 0 < self.last_ts < 32503680000 else 0.0
-        return datetime.fromtimestamp(ts, UTC) if ts else datetime.now(UTC)
+        object.__setattr__(self, "observed_at", datetime.fromtimestamp(ts, UTC) if ts else datetime.now(UTC))
 
     def observation(self, kind: str, system_id: str, target: str, data: dict[str, Any]) -> Observation:
         return Observation(
@@ -58,9 +61,16 @@ class Detector(Protocol):
     def observations(self, ctx: Context) -> list[Observation]: ...
 
 
-def largest(items: list[tuple[float, Observation]]) -> list[Observation]:
+def largest(items: list[tuple[float, Observation]], candidates: int = 0) -> list[Observation]:
+    """The MAX_PER_KIND largest, each stamped with how many were left out; `candidates`: how many
+    observations there were before any preselection (`top_keys`), if more than `items`."""
     items.sort(key=lambda item: -item[0])
-    return [obs for _, obs in items[:MAX_PER_KIND]]
+    kept = [obs for _, obs in items[:MAX_PER_KIND]]
+    return unreported(kept, max(candidates, len(items)) - len(kept))
+
+
+def unreported(kept: list[Observation], left_out: int) -> list[Observation]:
+    return [replace(obs, data={**obs.data, UNREPORTED: left_out}) for obs in kept]
 
 
 def top_keys(table: Iterable[tuple[K, V]], measure: Callable[[V], float]) -> list[tuple[K, V]]:

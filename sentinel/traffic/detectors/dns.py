@@ -72,10 +72,24 @@ def entropy(text: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(text).values()) if n else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Question:
+    name: str
+    qtype: int
+    domain: str
+    label: tuple[int, float] | None  # length and entropy of the longest label below the domain, if any
+
+
+_UNPARSED = Question("", 0, "", None)  # marks a message not in the cache
+#: Distinct questions remembered (about 200 bytes each).
+MAX_CACHED = 16_384
+
+
 class DnsDetector:
     def __init__(self, on_name: Callable[[int, int, str, int], None] | None = None) -> None:
         self.domains: BoundedTable[tuple[int, str], DomainUse] = BoundedTable(DomainUse)
         self.on_name = on_name
+        self._questions: dict[bytes, Question | None] = {}
 
     def feed(self, p: Packets) -> None:
         queries = np.flatnonzero(p.udp & (p.dport == 53) & (p.plen > 0))
@@ -98,31 +112,49 @@ class DnsDetector:
         for i, n in zip(idx[first[order]].tolist(), counts[order].tolist(), strict=True):
             self._query(p, i, n)
 
+    def _question(self, message: bytes) -> Question | None:
+        """The question of a message, parsed once per distinct message (without its id): clients
+        everywhere ask the same questions, so most lookups are answered from the cache."""
+        key = message[2:]
+        cached = self._questions.get(key, _UNPARSED)
+        if cached is not _UNPARSED:
+            return cached
+        parsed = parse_query(message)
+        question = None
+        if parsed is not None:
+            name, qtype = parsed
+            labels = name.split(".")
+            domain = base_domain(labels)
+            sub = labels[: -len(domain.split("."))]
+            longest = max(sub, key=len) if sub else None
+            label = (len(longest), entropy(longest)) if longest is not None else None
+            question = Question(name, qtype, domain, label)
+        if len(self._questions) >= MAX_CACHED:
+            self._questions.clear()  # hostile traffic never repeats: start over rather than grow
+        self._questions[key] = question
+        return question
+
     def _query(self, p: Packets, i: int, n: int) -> None:
         """One question asked `n` times in this batch by the same client of the same resolver."""
-        parsed = parse_query(p.payload(i, MAX_MESSAGE))
-        if parsed is None:
+        q = self._question(p.payload(i, MAX_MESSAGE))
+        if q is None:
             return
-        name, qtype = parsed
+        name = q.name
         client, resolver = int(p.src[i]), int(p.dst[i])
-        labels = name.split(".")
-        domain = base_domain(labels)
-        use = self.domains.get((client, domain))
+        use = self.domains.get((client, q.domain))
         if use is None:
             return
         use.queries += n
-        use.txt_null += n if qtype in (TXT, NULL_RR) else 0
+        use.txt_null += n if q.qtype in (TXT, NULL_RR) else 0
         if name not in use.names:
             if len(use.names) < MAX_NAMES:
                 use.names.add(name)
                 use.distinct += 1
             else:  # past the cap every repeat of an unremembered name counts as new
                 use.distinct += n
-            sub = labels[: -len(domain.split("."))]
-            if sub:
-                longest = max(sub, key=len)
-                use.max_label = max(use.max_label, len(longest))
-                use.max_entropy = max(use.max_entropy, entropy(longest))
+            if q.label is not None:
+                use.max_label = max(use.max_label, q.label[0])
+                use.max_entropy = max(use.max_entropy, q.label[1])
         if len(use.resolvers) < 16:
             use.resolvers.add(resolver)
         if self.on_name is not None:
@@ -147,4 +179,4 @@ class DnsDetector:
             }
             obs = ctx.observation("traffic.dns_tunnel", book.attribute(c), f"{client} -> {domain} (dns)", data)
             out.append((use.distinct + use.txt_null, obs))
-        return largest(out)
+        return largest(out, len(self.domains))

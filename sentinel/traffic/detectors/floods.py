@@ -19,6 +19,9 @@ I64 = npt.NDArray[np.int64]
 #: SYNs still waiting for the client's ACK are remembered up to this many (the oldest are dropped).
 MAX_PENDING = 200_000
 MAX_SOURCES = 65_536
+#: Sources stored over all services together. Per service MAX_SOURCES would still let a flood of
+#: random sources against many ports (65,536 services) store one entry per SYN without end.
+MAX_STORED_SOURCES = 250_000
 
 
 def flow_key(a: I64, b: I64, pa: I64, pb: I64) -> npt.NDArray[np.uint64]:
@@ -40,34 +43,36 @@ MATERIAL_MIN = 2
 _NO_SOURCES = np.zeros(0, np.int64)
 
 
+@dataclass(slots=True)
+class SourceBudget:
+    """How many more sources the SourceCounts of one detector may store between them."""
+
+    left: int = MAX_STORED_SOURCES
+
+
 class SourceCounts:
     """SYNs per source of one service. Large batches (a flood) merge into sorted numpy columns, so they
     cost numpy work, not a Python loop per source; the few SYNs a service gets in most batches go to a
     dict, which is cheaper than any numpy call. At most MAX_SOURCES sources are stored; SYNs of later
-    new sources are counted in `unattributed` (a spoofed flood has a new source in almost every packet)."""
+    new sources are counted in `unattributed` (a spoofed flood has a new source in almost every packet);
+    so are they once the detector's SourceBudget is spent."""
 
-    __slots__ = ("counts", "few", "ids", "unattributed")
+    __slots__ = ("budget", "counts", "few", "ids", "unattributed")
     FEW = 32
 
-    def __init__(self) -> None:
+    def __init__(self, budget: SourceBudget | None = None) -> None:
         self.ids = self.counts = _NO_SOURCES  # replaced, never written to, when the first flood batch arrives
         self.few: dict[int, int] = {}
         self.unattributed = 0
+        self.budget = budget if budget is not None else SourceBudget()
 
     def _room(self) -> int:
-        return max(MAX_SOURCES - self.ids.size - len(self.few), 0)
+        return max(min(MAX_SOURCES - self.ids.size - len(self.few), self.budget.left), 0)
 
     def add(self, sources: I64) -> None:
         """One batch's SYN sources (any order, repeats allowed)."""
         if sources.size < self.FEW:
-            few = self.few
-            for s in sources.tolist():
-                if s in few:
-                    few[s] += 1
-                elif self._room():
-                    few[s] = 1
-                else:
-                    self.unattributed += 1
+            self.add_few(sources.tolist())
             return
         ids, counts = np.unique(sources, return_counts=True)
         at = np.searchsorted(self.ids, ids)
@@ -83,6 +88,21 @@ class SourceCounts:
         if new.size:  # both sides are sorted: inserting at the search positions keeps the order, no sort
             self.ids = np.insert(self.ids, at[new], ids[new])
             self.counts = np.insert(self.counts, at[new], counts[new])
+            self.budget.left -= int(new.size)
+
+    def add_few(self, sources: list[int]) -> None:
+        """A few SYN sources (fewer than FEW), counted in the dict."""
+        few = self.few
+        room = self._room()
+        for s in sources:
+            if s in few:
+                few[s] += 1
+            elif room:
+                few[s] = 1
+                room -= 1
+                self.budget.left -= 1
+            else:
+                self.unattributed += 1
 
     def _merged(self) -> tuple[I64, I64]:
         if not self.few:
@@ -112,7 +132,10 @@ class Service:
 class SynFloodDetector:
     def __init__(self) -> None:
         self.syns = ActivityTable()
-        self.services: BoundedTable[tuple[int, int], Service] = BoundedTable(Service)
+        self.budget = SourceBudget()
+        self.services: BoundedTable[tuple[int, int], Service] = BoundedTable(
+            lambda: Service(sources=SourceCounts(self.budget))
+        )
         self._pending: dict[int, int] = {}  # flow key of a SYN awaiting the client's ACK → dst << 16 | port
         # flow keys ever made pending: most ACKs belong to flows whose SYN is long gone or unseen,
         # and the filter spares them the dict lookup; rebuilt when stale entries pile up
@@ -127,12 +150,15 @@ class SynFloodDetector:
             self.syns.track([dst, port], p.ts[syn])
             g = group(dst, port)
             by_service = src[g.order]
-            bounds = [*g.starts.tolist(), int(src.size)]
+            listed = by_service.tolist()  # most services get a SYN or two a batch: slices of a list are cheaper
             services = self.services
-            for n, (d, prt) in enumerate(g.rows()):
+            for (d, prt), start, n in zip(g.rows(), g.starts.tolist(), g.counts.tolist(), strict=True):
                 svc = services.get((d, prt))
                 if svc is not None:
-                    svc.sources.add(by_service[bounds[n] : bounds[n + 1]])
+                    if n < SourceCounts.FEW:
+                        svc.sources.add_few(listed[start : start + n])
+                    else:
+                        svc.sources.add(by_service[start : start + n])
             flows = flow_key(src, dst, p.sport[syn], port)
             self._pending.update(zip(flows.tolist(), (dst << 16 | port).tolist(), strict=True))
             self._remember(flows)
@@ -201,7 +227,8 @@ class SynFloodDetector:
                     ctx.observation("traffic.syn_flood", book.attribute(d), port_target(dst, port), data),
                 )
             )
-        return largest(out)
+        floods = int(np.count_nonzero(self.syns.count[: len(self.syns)] >= 2))  # all that passed the test above
+        return largest(out, floods)
 
 
 @dataclass(slots=True)
@@ -251,4 +278,4 @@ class IcmpDetector:
             }
             obs = ctx.observation("traffic.icmp_flood", book.attribute(d, s), f"{src} -> {dst}/icmp", data)
             out.append((act.peak_per_second + peer.max_bytes / 1e6, obs))
-        return largest(out)
+        return largest(out, len(self.peers))

@@ -18,6 +18,11 @@ from sentinel.traffic.table import BoundedTable, group
 I64 = npt.NDArray[np.int64]
 
 
+#: Names whose list match is remembered (DnsDetector hands over every name it sees).
+MAX_CACHED_NAMES = 16_384
+_UNKNOWN = ("", "")
+
+
 @dataclass(slots=True)
 class Contact:
     packets: int = 0
@@ -37,6 +42,7 @@ class IntelDetector:
         self._v6_checked: set[int] = set()
         self.contacts: BoundedTable[tuple[int, int], Contact] = BoundedTable(Contact)
         self.names: BoundedTable[tuple[int, int, str], Contact] = BoundedTable(Contact)
+        self._names_listed: dict[str, tuple[str, str] | None] = {}
 
     def _in_ranges(self, ids: I64) -> npt.NDArray[np.bool_]:
         if not self._starts.size:
@@ -91,7 +97,11 @@ class IntelDetector:
                 contact.first = min(contact.first, first)
 
     def on_name(self, client: int, server: int, name: str, packets: int = 1) -> None:
-        match = self.intel.domain_list(name)
+        match = self._names_listed.get(name, _UNKNOWN)
+        if match is _UNKNOWN:  # the same names are looked up again and again: match each once
+            if len(self._names_listed) >= MAX_CACHED_NAMES:
+                self._names_listed.clear()
+            match = self._names_listed[name] = self.intel.domain_list(name)
         if match is not None:
             contact = self.names.get((client, server, match[0]))
             if contact is not None:
@@ -144,4 +154,4 @@ class IntelDetector:
             }
             obs = ctx.observation("traffic.threat_intel", book.attribute(cl, sv), f"{client} -> {domain}", data)
             out.append((c.packets, obs))
-        return largest(out)
+        return largest(out, len(self.contacts) + len(self.names))

@@ -352,4 +352,4 @@ class PayloadDetector:
             }
             obs = ctx.observation("traffic.personal_data", book.attribute(s, d), f"{src} -> {dst} port {port}", data)
             personal.append((e.id_numbers + e.mobile_numbers, obs))
-        return largest(creds) + largest(personal)
+        return largest(creds, len(self.credentials)) + largest(personal, len(self.personal))

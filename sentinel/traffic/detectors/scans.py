@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from sentinel.models import Observation
 from sentinel.traffic.decode import ACK, FIN, PSH, RST, SYN, TCP, UDP, URG, Packets
-from sentinel.traffic.detectors.base import MAX_PER_KIND, Context
+from sentinel.traffic.detectors.base import MAX_PER_KIND, UNREPORTED, Context
 from sentinel.traffic.detectors.floods import flow_key
 from sentinel.traffic.table import DistinctCounter, HashFilter, mix64
 
@@ -186,6 +186,8 @@ class ScanDetector:
         ports_ok = {e.key: e.distinct for e in self.answered_ports.top(MAX_PER_KIND)}
         hosts_ok = {e.key: e.distinct for e in self.answered_hosts.top(MAX_PER_KIND)}
         any_ok = {e.key: e.distinct for e in self.answered_any.top(MAX_PER_KIND)}
+        # each list keeps its MAX_PER_KIND largest: what it leaves out is known before any is formatted
+        left_out = max(self.vertical.counted() - MAX_PER_KIND, 0)
         for e in self.vertical.top(MAX_PER_KIND):
             s, d, proto = e.key
             src, dst, name = book.text(s), book.text(d), PROTOCOLS[proto]
@@ -199,12 +201,14 @@ class ScanDetector:
                 "scan.types": [t for t in SCAN_TYPES if t in e.tags],
                 "scan.duration_s": round(e.last - e.first, 3),
                 "scan.ports_sample": sorted(e.sample),
+                UNREPORTED: left_out,
             }
             if proto == UDP:  # closed ports the host reported back (ICMP rate limits make it a lower bound)
                 data["scan.unreachable"] = closed.get((s, d), 0)
                 data["scan.unanswered"] = max(e.distinct - ports_ok.get((s, d), 0), 0)
             target = f"{src} -> {dst}" if proto == TCP else f"{src} -> {dst}/udp"
             out.append(ctx.observation("traffic.portscan", book.attribute(d, s), target, data))
+        left_out = max(self.horizontal.counted(2) - MAX_PER_KIND, 0)
         for e in self.horizontal.top(MAX_PER_KIND):
             if e.distinct < 2:  # one host on one port is a connection, not a horizontal scan
                 break
@@ -220,12 +224,14 @@ class ScanDetector:
                 "scan.hosts": e.distinct,
                 "scan.probes": e.events,
                 "scan.duration_s": round(e.last - e.first, 3),
+                UNREPORTED: left_out,
             }
             if proto == UDP:
                 data["scan.unanswered"] = max(e.distinct - hosts_ok.get((s, port), 0), 0)
             target = f"{src} -> *:{port}/{name}"
             out.append(ctx.observation("traffic.portscan", book.attribute(victim, s), target, data))
         for udp, counter in ((False, self.sweeps), (True, self.udp_sweeps)):
+            left_out = max(counter.counted() - MAX_PER_KIND, 0)
             for e in counter.top(MAX_PER_KIND):
                 (s,) = e.key
                 src = book.text(s)
@@ -237,6 +243,7 @@ class ScanDetector:
                     "sweep.probes": e.events,
                     "sweep.methods": sorted(e.tags),
                     "sweep.duration_s": round(e.last - e.first, 3),
+                    UNREPORTED: left_out,
                 }
                 if udp:  # kept apart: hosts that answer UDP (a resolver's upstreams) are not swept
                     data["sweep.unanswered"] = max(e.distinct - any_ok.get((s,), 0), 0)

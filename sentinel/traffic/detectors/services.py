@@ -66,7 +66,7 @@ class UndeclaredServiceDetector:
             }
             obs = ctx.observation("traffic.undeclared_service", book.attribute(h), port_target(host, port), data)
             out.append((svc.answers, obs))
-        return largest(out)
+        return largest(out, len(self.services))
 
 
 class BruteForceDetector:
@@ -117,4 +117,4 @@ class BruteForceDetector:
                 "traffic.bruteforce", book.attribute(s, c), f"{client} -> {port_target(server, port)}", data
             )
             out.append((attempts.count + failures.count, obs))
-        return largest(out)
+        return largest(out, len(counts))
