@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from sentinel.cli.compliance_cmd import compliance
+from sentinel.cli.progress import ProgressReporter
 from sentinel.compliance import (
     ComplianceVerdict,
     ControlVerdict,
@@ -31,7 +32,6 @@ from sentinel.findings.lifecycle import LifecycleEvent
 from sentinel.findings.tracker import FindingTracker
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.loader import load_registry
-from sentinel.reports.progress import ProgressReporter
 from sentinel.store import SqliteStore
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sentinel.cli.common import EXIT_OK, build_app, console, settings_options
+from sentinel.cli.progress import ProgressReporter
 from sentinel.compliance import (
     ComplianceVerdict,
     ControlVerdict,
@@ -25,7 +26,6 @@ from sentinel.compliance import (
 )
 from sentinel.compliance.ratio import GroupBy
 from sentinel.registry.models import Registry
-from sentinel.reports.progress import ProgressReporter
 
 VERDICT_STYLE = {
     ComplianceVerdict.NON_COMPLIANT: "bold red",

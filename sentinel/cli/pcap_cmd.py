@@ -21,9 +21,9 @@ from sentinel.cli.common import (
 from sentinel.cli.common import (
     registry_option as common_registry_option,
 )
+from sentinel.cli.progress import ProgressReporter
 from sentinel.errors import InputError, Problem
 from sentinel.models import Finding, Observation
-from sentinel.models.finding import fingerprint
 from sentinel.registry.models import Registry
 from sentinel.registry.scope import Scope
 from sentinel.traffic.analyze import with_unregistered
@@ -62,13 +62,18 @@ def load_intel_lists(paths: Sequence[Path]) -> ThreatIntel:
     return load_intel([shipped]) if shipped.is_dir() else ThreatIntel()
 
 
-def findings_from(app: Sentinel, registry: Registry, observations: list[Observation]) -> list[Finding]:
-    """Evaluate through the rule engine and the tracker; return the findings detected in this traffic."""
-    verdicts = app.rules.evaluate(observations, with_unregistered(registry))
-    with app.store.transaction():
-        changes = app.tracker.apply(verdicts, app.clock())
-    present = {fingerprint(v.rule.id, v.system_id, v.target) for v in verdicts if v.present}
-    found = [f for f in (*changes.new, *changes.updated, *changes.reopened) if f.id in present]
+def findings_from(app: Sentinel, registry: Registry, observations: list[Observation], source: str) -> list[Finding]:
+    """The traffic's observations through the one ingest path (every rule, rules with memory included, accepted
+    risks, the audit record naming `source`, the sinks); the findings this traffic showed."""
+    traffic = app.sibling(with_unregistered(registry))
+    try:
+        changes = traffic.ingest(observations, app.clock(), source).changes
+    finally:
+        traffic.close()
+    # the same ingest also closes the sweep-level checks (e.g. absence rules); show only what the traffic showed
+    rules = app.rules.by_id
+    traffic_rule = {rid for rid, r in rules.items() if any(k.startswith("traffic.") for k in r.observation)}
+    found = [f for f in (*changes.new, *changes.updated, *changes.reopened) if f.rule_id in traffic_rule]
     return sorted(found, key=lambda f: (-f.severity.rank, f.system_id, f.rule_id, f.target))
 
 
@@ -107,10 +112,11 @@ def analyze(
         observations: list[Observation] = []
         packets, failed = 0, 0
         err = console(stderr=True)
-        with closing(outcomes):
+        with closing(outcomes), ProgressReporter("analysing captures", len(files)) as progress:
             _ = app.rules
             _ = app.tracker
             for outcome in outcomes:
+                progress.advance()
                 for warning in outcome.warnings:
                     err.print(f"warning: {warning}", markup=False)
                 if outcome.error is not None:
@@ -119,7 +125,7 @@ def analyze(
                     continue
                 packets += outcome.packets
                 observations.extend(outcome.observations)
-        found = findings_from(app, registry, observations)
+        found = findings_from(app, registry, observations, "pcap:" + ",".join(str(f) for f in files)[:190])
         if fmt == "table":
             console().print(
                 f"{len(files) - failed} of {len(files)} captures analysed, {packets} packets, "
@@ -179,7 +185,7 @@ def sniff(
             if type(exc).__name__ == "Scapy_Exception":
                 raise InputError([Problem(f"--bpf {bpf}", None, str(exc))]) from None
             raise
-        found = findings_from(app, registry, result.observations)
+        found = findings_from(app, registry, result.observations, f"sniff:{iface}")
         if result.lossy:  # also a traffic_capture_lossy finding; said here so it is never missed
             console(stderr=True).print(
                 f"warning: the kernel dropped {result.dropped} of {result.received} packets on {iface} "

@@ -11,6 +11,7 @@ import click
 
 from sentinel.app import Sentinel
 from sentinel.cli.common import EXIT_FINDINGS, EXIT_OK, build_app, registry_option, settings_options
+from sentinel.cli.progress import ProgressReporter
 from sentinel.compliance.assess import iter_assess, select_frameworks
 from sentinel.compliance.frameworks import Framework, load_frameworks
 from sentinel.reports.build import DEFAULT_DETAIL_LIMIT, CoverInput, Scope, build_report
@@ -18,7 +19,6 @@ from sentinel.reports.manifest import verify_manifest, write_manifest
 from sentinel.reports.model import ReportData
 from sentinel.reports.oscal import catalog
 from sentinel.reports.pdf import Chromium
-from sentinel.reports.progress import ProgressReporter
 from sentinel.reports.render import FORMATS, ReportError, split_path, write_report
 from sentinel.reports.text import beijing
 

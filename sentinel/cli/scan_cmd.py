@@ -19,9 +19,9 @@ from sentinel.cli.common import (
     settings_options,
     shard_option,
 )
+from sentinel.cli.progress import ProgressReporter
 from sentinel.collectors.runner import SweepProgress
 from sentinel.models import Finding, FindingStatus, Severity
-from sentinel.reports.progress import ProgressReporter
 from sentinel.sinks import SweepOutcome
 
 

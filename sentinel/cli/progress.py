@@ -1,9 +1,12 @@
-"""Progress for long estate jobs (reports, `compliance status`): a rich bar on a terminal, otherwise one plain
-line every `interval` seconds on stderr, so a cron log shows the job is alive without drowning in updates."""
+"""Progress for long work (scans, reports, `compliance status`, capture analysis): a rich bar on a terminal,
+otherwise one plain line every `interval` seconds on stderr, so a cron log shows the job is alive without
+drowning in updates. Off a terminal a heartbeat keeps that promise through one long step (a PDF printing, a
+10 M-packet capture in its child) where nothing advances."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -41,6 +44,9 @@ class ProgressReporter:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         self._start = self._last = 0.0
+        self._lock = threading.Lock()  # the heartbeat thread and advance() share the stream
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def __enter__(self) -> ProgressReporter:
         self._start = self._last = self.clock()
@@ -59,7 +65,21 @@ class ProgressReporter:
             )
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total or None)
+        elif clock_is_real(self.clock):
+            self._beat = threading.Thread(target=self._heartbeat, name="progress", daemon=True)
+            self._beat.start()
         return self
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(min(self.interval, 1.0)):
+            self._maybe_write(self.clock())
+
+    def _maybe_write(self, now: float) -> None:
+        with self._lock:
+            if now - self._last >= self.interval:
+                self._last = now
+                self.stream.write(self.line(now) + "\n")
+                self.stream.flush()
 
     def stage(self, label: str, total: int) -> None:
         """Start another stage (e.g. assessing, then rendering) with its own count."""
@@ -75,11 +95,7 @@ class ProgressReporter:
         if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, n)
             return
-        now = self.clock()
-        if now - self._last >= self.interval:
-            self._last = now
-            self.stream.write(self.line(now) + "\n")
-            self.stream.flush()
+        self._maybe_write(self.clock())
 
     def line(self, now: float) -> str:
         elapsed = now - self._start
@@ -95,3 +111,12 @@ class ProgressReporter:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=2)
+            self._beat = None
+
+
+def clock_is_real(clock: Callable[[], float]) -> bool:
+    """Tests drive the reporter with their own clock; the heartbeat thread runs only on the real one."""
+    return clock is time.monotonic
