@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sentinel.app import open_store
 from sentinel.cli.serve_cmd import serve
+from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError
-from sentinel.exporter import StoreExporter, build_registry, parse_listen, start_server
+from sentinel.exporter import StoreExporter, build_registry
 from sentinel.exporter.blackbox import ProbeRequestError, probe_families
+from sentinel.exporter.compliance import ComplianceFamilies
 from sentinel.exporter.family import Family, format_value, render_families
 from sentinel.models import Finding, FindingStatus, Observation, ObservationStatus, Severity
 from sentinel.registry.models import Endpoint, Owner, Registry, System, Tier
 from sentinel.registry.scope import Scope
 from sentinel.store import SqliteStore
+from sentinel.web.listener import add_metrics_routes, parse_listen
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -247,27 +249,28 @@ def test_serve_reports_user_mistakes_clearly(tmp_path: Path, store: SqliteStore)
     assert busy.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.output
 
 
-def test_unreadable_store_answers_503_not_a_traceback(store: SqliteStore) -> None:
-    server = start_server("127.0.0.1:0", StoreExporter(store))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+async def test_unreadable_store_answers_503_not_a_traceback(store: SqliteStore) -> None:
+    app = web.Application()
+    add_metrics_routes(app, StoreExporter(store))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
     try:
         store.close()
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(server.url + "/metrics", timeout=5)
-        assert err.value.code == 503 and b"the store cannot be read" in err.value.read()
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            assert resp.status == 503 and "the store cannot be read" in await resp.text()
     finally:
-        server.shutdown()
-        server.server_close()
+        await runner.cleanup()
 
 
 def test_compliance_is_assessed_in_the_background(store: SqliteStore) -> None:
-    compliance = pytest.importorskip("sentinel.exporter.compliance")
-    rules = pytest.importorskip("sentinel.engine.loader").load_rules([shipped_rules_dir()])
+    rules = load_rules([shipped_rules_dir()])
     store.save_observations(
         [Observation("http", "portal", "https://portal.example.gov.cn/", NOW, "http", data={"reachable": True})]
     )
-    source = compliance.ComplianceFamilies(store.path, registry(), rules, interval=0.05)
+    source = ComplianceFamilies(store.path, registry(), rules, interval=0.05)
     exporter = StoreExporter(store, registry(), [source])
     assert b"sentinel_compliance_ratio" not in exporter.render()  # nothing until the first assessment
     source.start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import time
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.netns import require_tool
@@ -65,7 +64,6 @@ def test_sweep_health_is_exported(metrics_stack: Stack) -> None:
 
 
 def test_compliance_ratio_per_system_and_framework(metrics_stack: Stack) -> None:
-    pytest.importorskip("sentinel.compliance")
     prom = metrics_stack.prometheus
     series = wait_until("compliance assessed", lambda: prom.series("sentinel_compliance_ratio"))
     assert {s["metric"]["system"] for s in series} <= {

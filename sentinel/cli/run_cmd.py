@@ -11,10 +11,9 @@ from aiohttp import web
 
 from sentinel.cli.common import EXIT_OK, build_settings, registry_option, settings_options, shard_option
 from sentinel.config.settings import Settings
-from sentinel.exporter import parse_listen
 from sentinel.runtime.logs import configure_logging
 from sentinel.runtime.monitor import Monitor
-from sentinel.web.listener import build_listener
+from sentinel.web.listener import build_listener, parse_listen
 
 
 def monitor_listener(monitor: Monitor) -> web.Application:

@@ -9,9 +9,8 @@ import click
 
 from sentinel.cli.common import EXIT_OK, build_settings, console, registry_option, settings_options
 from sentinel.errors import InputError, Problem
-from sentinel.exporter import parse_listen
 from sentinel.registry.loader import load_registry
-from sentinel.web.listener import build_listener, serve_until_stopped
+from sentinel.web.listener import build_listener, parse_listen, serve_until_stopped
 
 
 @click.command()

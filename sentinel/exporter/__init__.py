@@ -1,14 +1,6 @@
-"""Prometheus exposition of the store: `/metrics` (read at scrape time) and a blackbox-compatible `/probe`."""
+"""Prometheus exposition of the store: `/metrics` (read at scrape time) and a blackbox-compatible `/probe`,
+both served by the one HTTP listener (`sentinel/web/listener.py`)."""
 
 from sentinel.exporter.collector import StoreCollector, StoreExporter, build_registry
-from sentinel.exporter.server import DEFAULT_LISTEN, ExporterServer, parse_listen, start_server
 
-__all__ = [
-    "DEFAULT_LISTEN",
-    "ExporterServer",
-    "StoreCollector",
-    "StoreExporter",
-    "build_registry",
-    "parse_listen",
-    "start_server",
-]
+__all__ = ["StoreCollector", "StoreExporter", "build_registry"]

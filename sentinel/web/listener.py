@@ -156,6 +156,18 @@ def add_metrics_routes(
     app.router.add_get("/-/healthy", healthy)
 
 
+DEFAULT_LISTEN = "127.0.0.1:9108"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[V6]:PORT` or `:PORT` (all interfaces must be asked for explicitly with 0.0.0.0)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"'{text}' is not HOST:PORT (for example {DEFAULT_LISTEN})")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
 def build_listener(
     settings: Settings,
     registry: Callable[[], Registry | None],
