@@ -15,6 +15,7 @@ from sentinel.collectors.banners import BannerProbe
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.collectors.protocols.telnet import DO, IAC, WILL
 from sentinel.collectors.runner import PlannedJob, run_job
+from sentinel.collectors.service_common import ServiceOptions
 from sentinel.config.settings import CollectorSettings
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
@@ -25,7 +26,7 @@ from sentinel.registry.scope import Scope
 
 NET = "127.115.0.0/16"
 SETTINGS = CollectorSettings(connect_timeout=1.0, per_target_rate=200, per_target_burst=100, retries=0)
-SETTINGS = SETTINGS.model_copy(update={"high_risk_ports": []})  # probe only the declared ports
+SETTINGS = SETTINGS.model_copy(update={"banners": ServiceOptions(high_risk_ports=[])})  # probe only the declared ports
 RULES = RuleSet(load_rules([shipped_rules_dir() / "services"]))
 
 Greeter = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

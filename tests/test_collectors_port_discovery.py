@@ -14,7 +14,7 @@ import pytest
 
 from sentinel.collectors import BUILTIN_PROBES, build_probes
 from sentinel.collectors.network import ScopedNetwork
-from sentinel.collectors.port_discovery import PortDiscoveryProbe
+from sentinel.collectors.port_discovery import PortDiscoveryOptions, PortDiscoveryProbe
 from sentinel.collectors.runner import PlannedJob, run_job
 from sentinel.collectors.top_ports import TOP_TCP_PORTS
 from sentinel.config.settings import CollectorSettings, Settings, load_settings
@@ -138,20 +138,24 @@ async def test_top_1000_finds_the_undeclared_port_like_nmap(lab: Host) -> None:
 
 async def test_ipv6_and_a_configured_port_list(lab: Host) -> None:
     ports = [OPEN_DECLARED, OPEN_UNDECLARED, *DROPPED, 1234]
-    obs, _ = await discover(V6, FAST.model_copy(update={"discovery_ports": ports}))
+    obs, _ = await discover(V6, FAST.model_copy(update={"port_discovery": PortDiscoveryOptions(ports=ports)}))
     assert obs.data["ports_planned"] == len(ports)
     assert obs.data["open_ports"] == nmap_open(V6, "-p", ",".join(map(str, ports))) == [22, 8081]
     assert obs.data["undeclared_open"] == [OPEN_UNDECLARED]
 
 
 async def test_only_declared_ports_open_resolves(lab: Host) -> None:
-    obs, _ = await discover(V4, FAST.model_copy(update={"discovery_ports": [OPEN_DECLARED, 1234, 1235]}))
+    obs, _ = await discover(
+        V4, FAST.model_copy(update={"port_discovery": PortDiscoveryOptions(ports=[OPEN_DECLARED, 1234, 1235])})
+    )
     assert obs.data["undeclared_open_count"] == 0
     assert verdict(obs, V4) is False
 
 
 async def test_a_silent_host_proves_nothing(lab: Host) -> None:
-    obs, _ = await discover(SILENT, FAST.model_copy(update={"discovery_ports": [22, 80, 8081]}))
+    obs, _ = await discover(
+        SILENT, FAST.model_copy(update={"port_discovery": PortDiscoveryOptions(ports=[22, 80, 8081])})
+    )
     assert obs.data["answered"] is False and obs.data["filtered_count"] == 3
     assert "undeclared_open_count" not in obs.data
     assert verdict(obs, SILENT) is None  # unknown: an open finding stays open

@@ -41,7 +41,12 @@ async def test_sweeps_keep_memory_and_apply_exceptions(tmp_path: Path) -> None:
         settings = Settings(
             registry=registry_file,
             store=tmp_path / "s.db",
-            collectors=CollectorSettings(ca_file=estate.ca.files.cert, connect_timeout=2.0, per_target_rate=50),
+            collectors=CollectorSettings(
+                tls={"ca_file": estate.ca.files.cert},
+                tls_scan={"ca_file": estate.ca.files.cert},
+                connect_timeout=2.0,
+                per_target_rate=50,
+            ),
         )
         policy = FindingsSettings(exceptions=exceptions)
         clock = iter(T0 + timedelta(minutes=5 * i) for i in range(100))

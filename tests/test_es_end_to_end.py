@@ -33,7 +33,12 @@ async def test_sweep_findings_reach_elasticsearch_once_with_registry_metadata(
             settings = Settings(
                 registry=registry_file,
                 store=tmp_path / "sentinel.db",
-                collectors=CollectorSettings(ca_file=estate.ca.files.cert, connect_timeout=1.0, per_target_rate=50),
+                collectors=CollectorSettings(
+                    tls={"ca_file": estate.ca.files.cert},
+                    tls_scan={"ca_file": estate.ca.files.cert},
+                    connect_timeout=1.0,
+                    per_target_rate=50,
+                ),
             )
             app = Sentinel(settings, registry=load_registry(registry_file))
             outcome = await app.sweep()  # the app installs the outbox hook on its store when ES is configured

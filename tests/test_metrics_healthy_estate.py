@@ -55,7 +55,11 @@ def sweep_demo_repeatedly(folder: Path) -> Swept:
                 registry=registry_file,
                 store=folder / "sentinel.db",
                 collectors=CollectorSettings(
-                    ca_file=estate.ca.files.cert, connect_timeout=2.0, per_target_rate=50, per_target_burst=20
+                    tls={"ca_file": estate.ca.files.cert},
+                    tls_scan={"ca_file": estate.ca.files.cert},
+                    connect_timeout=2.0,
+                    per_target_rate=50,
+                    per_target_burst=20,
                 ),
             )
             new: list[list[tuple[str, str, str]]] = []

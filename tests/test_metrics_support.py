@@ -96,7 +96,11 @@ def swept_demo_store(folder: Path) -> DemoStore:
                 registry=registry_file,
                 store=folder / "sentinel.db",
                 collectors=CollectorSettings(
-                    ca_file=estate.ca.files.cert, connect_timeout=2.0, per_target_rate=50, per_target_burst=20
+                    tls={"ca_file": estate.ca.files.cert},
+                    tls_scan={"ca_file": estate.ca.files.cert},
+                    connect_timeout=2.0,
+                    per_target_rate=50,
+                    per_target_burst=20,
                 ),
             )
             app = Sentinel(settings, registry=load_registry(registry_file))

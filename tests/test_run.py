@@ -72,7 +72,8 @@ def test_run_sweeps_reloads_and_stops_cleanly(estate: DemoEstate, tmp_path: Path
                 "registry": str(registry),
                 "store": str(tmp_path / "s.db"),
                 "collectors": {
-                    "ca_file": str(estate.ca.files.cert),
+                    "tls": {"ca_file": str(estate.ca.files.cert)},
+                    "tls_scan": {"ca_file": str(estate.ca.files.cert)},
                     "connect_timeout": 1.0,
                     "per_target_rate": 50,
                     "per_target_burst": 20,
@@ -241,7 +242,7 @@ def test_run_discovers_an_undeclared_open_port(tmp_path: Path) -> None:
                 "store": str(tmp_path / "s.db"),
                 "collectors": {
                     "probes": ["tcp_ports"],
-                    "discovery_ports": sorted({declared, undeclared, closed}),
+                    "port_discovery": {"ports": sorted({declared, undeclared, closed})},
                     "connect_timeout": 0.5,
                     "per_target_rate": 50,
                     "per_target_burst": 20,

@@ -37,7 +37,8 @@ def test_three_shards_cover_the_estate_once(estate: DemoEstate, tmp_path: Path) 
     registry.write_text(estate.registry_yaml(), encoding="utf-8")
     assert estate.ca is not None
     collectors = {
-        "ca_file": str(estate.ca.files.cert),
+        "tls": {"ca_file": str(estate.ca.files.cert)},
+        "tls_scan": {"ca_file": str(estate.ca.files.cert)},
         "connect_timeout": 1.0,
         "per_target_rate": 50,
         "per_target_burst": 20,

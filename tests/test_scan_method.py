@@ -18,6 +18,7 @@ from sentinel.collectors.icmp_probe import IcmpEchoProbe
 from sentinel.collectors.network import PortState, ScopedNetwork
 from sentinel.collectors.rawscan import checksum, icmp_echo_request, ipv4_payload, parse_echo_reply, parse_tcp, tcp_syn
 from sentinel.collectors.runner import PlannedJob, run_job
+from sentinel.collectors.tcp_ports import TcpPortOptions
 from sentinel.config.settings import CollectorSettings, Settings
 from sentinel.demo.estate import free_port
 from sentinel.registry.models import System
@@ -98,7 +99,9 @@ def test_sweep_reports_connect_method_when_the_capability_check_says_no(
             }
         )
     )
-    collectors = SETTINGS.model_copy(update={"probes": ["tcp_ports"], "high_risk_ports": [free_port(IP)]})
+    collectors = SETTINGS.model_copy(
+        update={"probes": ["tcp_ports"], "tcp_ports": TcpPortOptions(high_risk_ports=[free_port(IP)])}
+    )
     app = Sentinel(Settings(registry=registry, store=tmp_path / "s.db", collectors=collectors))
     try:
         outcome = app.scan()

@@ -25,7 +25,7 @@ OPEN, FILTERED, CLOSED = (2222, 8443), (9999, 3389), (1234, 3306)
 PORTS = sorted(OPEN + FILTERED + CLOSED)
 EXPECTED = {p: "open" for p in OPEN} | {p: "filtered" for p in FILTERED} | {p: "closed" for p in CLOSED}
 SCOPE = Scope(allow=["198.18.62.0/24", "fd00:5e17::20:0/112"])
-SETTINGS = CollectorSettings(connect_timeout=0.5, retries=1, high_risk_ports=[3306, 3389])
+SETTINGS = CollectorSettings(connect_timeout=0.5, retries=1, tcp_ports={"high_risk_ports": [3306, 3389]})
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from tests.netns import Host, netns_lab
 TCP_DROPPED = ("198.18.61.10", "fd00:5e17::20:6110")  # drops all TCP, answers echo
 SILENT = ("198.18.61.20", "fd00:5e17::20:6120")  # drops everything
 SCOPE = Scope(allow=["198.18.61.0/24", "fd00:5e17::20:0/112"])
-SETTINGS = CollectorSettings(connect_timeout=0.5, retries=1, high_risk_ports=[3306, 3389])
+SETTINGS = CollectorSettings(connect_timeout=0.5, retries=1, tcp_ports={"high_risk_ports": [3306, 3389]})
 
 
 def _drop(host: Host, rule: str) -> None:

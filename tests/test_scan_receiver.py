@@ -21,8 +21,8 @@ import pytest
 
 from sentinel.collectors import rawscan, syn_scan
 from sentinel.collectors.network import PortState, ScopedNetwork
-from sentinel.collectors.port_discovery import PortDiscoveryProbe
-from sentinel.collectors.tcp_ports import TcpPortProbe
+from sentinel.collectors.port_discovery import PortDiscoveryOptions, PortDiscoveryProbe
+from sentinel.collectors.tcp_ports import TcpPortOptions, TcpPortProbe
 from sentinel.config.settings import CollectorSettings
 from sentinel.engine.loader import load_rules
 from sentinel.engine.paths import shipped_rules_dir
@@ -138,7 +138,7 @@ async def test_a_port_that_could_not_be_told_is_an_error_observation_not_a_state
 
     monkeypatch.setattr(net, "port_states", states)
     monkeypatch.setattr(net, "icmp_echo", no_echo)
-    probe = TcpPortProbe(SETTINGS.model_copy(update={"high_risk_ports": [23]}))
+    probe = TcpPortProbe(SETTINGS.model_copy(update={"tcp_ports": TcpPortOptions(high_risk_ports=[23])}))
     [job] = probe.plan(a_system(ADDRESS, [443]))
     observations = await probe.run(job, net)
     by_target = {o.target: o for o in observations}
@@ -156,7 +156,7 @@ async def test_a_port_that_could_not_be_told_is_an_error_observation_not_a_state
 async def test_discovery_claims_nothing_undeclared_while_a_port_could_not_be_told(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = SETTINGS.model_copy(update={"discovery_ports": [22, 80, 443]})
+    settings = SETTINGS.model_copy(update={"port_discovery": PortDiscoveryOptions(ports=[22, 80, 443])})
     net = ScopedNetwork(SCOPE, settings, raw_sockets=True)
 
     async def syn_state(_address: str, port: int) -> tuple[PortState, float | None]:

@@ -21,6 +21,7 @@ from sentinel.collectors import build_probes
 from sentinel.collectors.icmp_probe import IcmpEchoProbe
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.collectors.runner import plan_sweep, run_sweep_jobs
+from sentinel.collectors.tcp_ports import TcpPortOptions
 from sentinel.config.settings import CollectorSettings
 from sentinel.registry.loader import load_registry
 from tests.netns import Host, NetnsLab, netns_lab, require_tool, sh
@@ -139,7 +140,9 @@ async def test_nothing_reaches_out_of_scope_hosts(
             {"endpoints": [{"url": "https://out.lab.test/"}, {"host": "out.lab.test", "ports": [22, 80]}]},
         ],
     )
-    settings = FAST.model_copy(update={"high_risk_ports": [21, 3306], "probes": ["tcp_ports", "http", "tls"]})
+    settings = FAST.model_copy(
+        update={"tcp_ports": TcpPortOptions(high_risk_ports=[21, 3306]), "probes": ["tcp_ports", "http", "tls"]}
+    )
     probes = [*build_probes(settings), IcmpEchoProbe(settings)]
     net = ScopedNetwork(load_registry(registry).scope, settings)
     assert net.port_scan_method == "tcp-syn"

@@ -14,7 +14,7 @@ from sentinel.collectors.http_poll import HttpProbe
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.collectors.runner import PlannedJob, run_job
 from sentinel.collectors.tcp_ports import TcpPortProbe
-from sentinel.collectors.tls_cert import TlsProbe
+from sentinel.collectors.tls_cert import TlsOptions, TlsProbe
 from sentinel.config.settings import CollectorSettings
 from sentinel.demo.certs import TestCA
 from sentinel.demo.estate import free_port
@@ -166,7 +166,7 @@ async def test_tls_facts_from_real_handshakes(tmp_path: Path, runners: list[web.
     r2, p_wrong = await serve(IP, ok, server_ctx(wrong_name))
     r3, p_legacy = await serve(IP, ok, server_ctx(good, legacy=True))
     runners.extend([r1, r2, r3])
-    trusting = SETTINGS.model_copy(update={"ca_file": ca.files.cert})
+    trusting = SETTINGS.model_copy(update={"tls": TlsOptions(ca_file=ca.files.cert)})
     eps = [{"url": f"https://{IP}:{p}/"} for p in (p_good, p_wrong, p_legacy)]
     obs = {o.data["port"]: o for o in await run_probe(TlsProbe, system(*eps), trusting)}
     g, w, legacy = obs[p_good].data, obs[p_wrong].data, obs[p_legacy].data

@@ -26,7 +26,13 @@ def _settings(folder: Path, ca: Path) -> dict[str, Any]:
     return {
         "registry": str(folder / "registry.yaml"),
         "store": str(folder / "s.db"),
-        "collectors": {"ca_file": str(ca), "connect_timeout": 1.0, "per_target_rate": 50, "per_target_burst": 20},
+        "collectors": {
+            "tls": {"ca_file": str(ca)},
+            "tls_scan": {"ca_file": str(ca)},
+            "connect_timeout": 1.0,
+            "per_target_rate": 50,
+            "per_target_burst": 20,
+        },
     }
 
 

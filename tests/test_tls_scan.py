@@ -286,7 +286,11 @@ class Scanned:
 
 def scan(port: int, ca_file: Path | None = None, tls_timeout: float = 3) -> tuple[Observation, int]:
     settings = CollectorSettings(
-        probes=["tls_scan"], per_target_rate=200, per_target_burst=50, ca_file=ca_file, tls_timeout=tls_timeout
+        probes=["tls_scan"],
+        per_target_rate=200,
+        per_target_burst=50,
+        tls_scan={"ca_file": ca_file},
+        tls_timeout=tls_timeout,
     )
     probe = TlsScanProbe(settings)
     job = ProbeJob("tls_scan", "sys-test", HOST, f"{HOST}:{port}", ports=(port,))

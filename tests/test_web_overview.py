@@ -108,7 +108,7 @@ class Lab:
                     "store": str(folder / "s.db"),
                     "collectors": {
                         "probes": ["tcp_ports"],
-                        "high_risk_ports": [self.port],
+                        "tcp_ports": {"high_risk_ports": [self.port]},
                         "connect_timeout": 0.5,
                         "per_target_rate": 50,
                         "per_target_burst": 20,

@@ -366,11 +366,9 @@ async def test_hanging_paths_keep_header_facts_and_read_as_unknown(runners: list
 
 
 async def test_broken_keyword_file_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
-    class WebSettings(CollectorSettings):  # the settings field the integrator adds
-        web_hidden_link_keywords: Path | None = None
-
     words = tmp_path / "words.txt"
     words.write_text("赌场\n" + "x" * 200 + "\n", encoding="utf-8")
-    obs = await run_probe(WebIntegrityProbe(WebSettings(web_hidden_link_keywords=words)), f"http://{IP}:9/")
+    settings = CollectorSettings(web_integrity={"hidden_link_keywords": words})
+    obs = await run_probe(WebIntegrityProbe(settings), f"http://{IP}:9/")
     assert obs.status.value == "error" and obs.data["error_kind"] == "internal"
     assert f"{words}:2: keyword longer than 100 characters" in (obs.error or "")

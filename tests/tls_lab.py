@@ -323,7 +323,10 @@ while True:
 # -- the probes ------------------------------------------------------------------------------
 def probe_once(kind: str, port: int, ca_file: Path | None, tls_timeout: float = 3.0) -> Observation:
     """One `tls` or `tls_scan` job against HOST:port through a fresh ScopedNetwork."""
-    settings = CollectorSettings(per_target_rate=500, per_target_burst=100, ca_file=ca_file, tls_timeout=tls_timeout)
+    tls = {"ca_file": ca_file}
+    settings = CollectorSettings(
+        per_target_rate=500, per_target_burst=100, tls=tls, tls_scan=tls, tls_timeout=tls_timeout
+    )
     probe = TlsProbe(settings) if kind == "tls" else TlsScanProbe(settings)
     job = ProbeJob(probe.name, "sys-lab", HOST, f"{HOST}:{port}", ports=(port,))
 

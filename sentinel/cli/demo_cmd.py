@@ -60,7 +60,11 @@ async def _run(folder: Path) -> tuple[Sentinel, SweepOutcome]:
             registry=registry_file,
             store=folder / "sentinel.db",
             collectors=CollectorSettings(
-                ca_file=estate.ca.files.cert, connect_timeout=2.0, per_target_rate=20, per_target_burst=10
+                tls={"ca_file": estate.ca.files.cert},
+                tls_scan={"ca_file": estate.ca.files.cert},
+                connect_timeout=2.0,
+                per_target_rate=20,
+                per_target_burst=10,
             ),
         )
         app = Sentinel(settings, registry=load_registry(registry_file))

@@ -1,6 +1,8 @@
 """Collectors: probes that plan jobs from the registry and turn network answers into observations.
 
-To add a probe: write a `Probe` subclass in its own module and list it in `BUILTIN_PROBES`.
+To add a probe: write a `Probe` subclass in its own module and list it in `BUILTIN_PROBES`. Its own options are
+an `Options` model (a `ProbeOptions` subclass) it declares, under `collectors.<name>` in sentinel.yaml; its
+`schedule` says whether the default sweep runs it ("sweep"), only `sentinel run` ("run"), or only when listed.
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ from sentinel.collectors.protocols.http_head import (
 )
 from sentinel.collectors.protocols.telnet import IAC, TelnetParser
 from sentinel.collectors.service_common import (
+    SERVICE_LEGACY_KEYS,
+    ServiceOptions,
     close_stream,
     connect_error_kind,
     insecure_tls_context,
@@ -79,14 +81,20 @@ def _greeting_complete(raw: bytes) -> bool:
 class BannerProbe(Probe):
     name = "banners"
     kind = "banner"
+    Options = ServiceOptions
+    legacy_keys = SERVICE_LEGACY_KEYS
 
     def __init__(self, settings: CollectorSettings, catalogue: Catalogue | None = None) -> None:
         super().__init__(settings)
         # Loaded when the probe is built, so a broken catalogue is reported as FILE:LINE before a sweep.
-        self.catalogue = catalogue or load_catalogue(settings.vulnerable_versions)
+        self.catalogue = catalogue or load_catalogue(self.options.vulnerable_versions)
+
+    @property
+    def options(self) -> ServiceOptions:
+        return self.settings.probe_options(self.name, ServiceOptions)
 
     def plan(self, system: System) -> Iterable[ProbeJob]:
-        return plan_service_jobs(self.name, system, {*SERVICE_BY_PORT, *HTTP_PORTS}, self.settings.high_risk_ports)
+        return plan_service_jobs(self.name, system, {*SERVICE_BY_PORT, *HTTP_PORTS}, self.options.high_risk_ports)
 
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         address = (await net.resolve(job.host))[0]

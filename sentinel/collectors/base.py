@@ -10,14 +10,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from sentinel.config.settings import ProbeOptions
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.models import System
 
 if TYPE_CHECKING:
     from sentinel.collectors.network import ScopedNetwork
     from sentinel.config.settings import CollectorSettings
+
+#: "sweep": in the default `collectors.probes` (so `sentinel scan` and `sentinel run`); "run": only in `sentinel
+#: run`'s default (`run.extra_probes`), on its own longer interval; "opt_in": only when listed
+Schedule = Literal["sweep", "run", "opt_in"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,12 @@ class Probe(ABC):
     name: ClassVar[str]
     #: the observation kind reported when the job cannot run at all (out of scope, no address, timeout)
     kind: ClassVar[str]
+    #: the probe's own options, `collectors.<name>: {...}` (SENTINEL_COLLECTORS__<NAME>__<KEY>)
+    Options: ClassVar[type[ProbeOptions]] = ProbeOptions
+    #: which default probe lists include it (see `Schedule`)
+    schedule: ClassVar[Schedule] = "sweep"
+    #: deprecated flat keys of `collectors:` that set one of its options: {old key: option}
+    legacy_keys: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings

@@ -1,6 +1,6 @@
 """DNS view of each registered name: answers per resolver, IPv6 readiness, CAA, and SPF/DMARC for mail domains.
 
-Questions go to the resolvers in `collectors.dns_resolvers` (default: the `nameserver` lines of
+Questions go to the resolvers in `collectors.dns.resolvers` (default: the `nameserver` lines of
 /etc/resolv.conf) through `ScopedNetwork.udp_exchange`, with a TCP retry for truncated answers.
 **A resolver address must be inside the registry scope** (add e.g. `114.114.114.114/32` to
 `scope.allow`): an operator who lists a public resolver therefore says so twice, and a resolver
@@ -15,10 +15,12 @@ import asyncio
 import ipaddress
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.network import OutOfScope, ScopedNetwork
@@ -33,7 +35,7 @@ from sentinel.collectors.protocols.dnsmsg import (
     read_spf,
 )
 from sentinel.collectors.service_common import close_stream, read_until
-from sentinel.config.settings import CollectorSettings
+from sentinel.config.settings import CollectorSettings, ProbeOptions
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.models import System, is_ip
 from sentinel.registry.scope import Scope
@@ -67,9 +69,29 @@ def is_mail_system(system: System) -> bool:
     )
 
 
+class DnsOptions(ProbeOptions):
+    """`collectors.dns`."""
+
+    resolvers: list[str] = Field(
+        default_factory=list,
+        description="resolvers the dns probe asks; each must be inside the registry scope; "
+        "empty: the nameservers of /etc/resolv.conf",
+    )
+
+    @field_validator("resolvers")
+    @classmethod
+    def _resolver_addresses(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not is_ip(v)]
+        if bad:
+            raise ValueError(f"not IP addresses: {', '.join(bad)}")
+        return values
+
+
 class DnsProbe(Probe):
     name = "dns"
     kind = "dns"
+    Options = DnsOptions
+    legacy_keys: ClassVar[Mapping[str, str]] = {"dns_resolvers": "resolvers"}
 
     def __init__(self, settings: CollectorSettings, resolvers: list[str] | None = None) -> None:
         super().__init__(settings)
@@ -87,15 +109,16 @@ class DnsProbe(Probe):
         return 2 * len(self.resolvers()) + 6
 
     def resolvers(self) -> list[str]:
-        # `collectors.dns_resolvers` once CollectorSettings has the field; resolv.conf until then
-        configured = self._resolvers or self.settings.dns_resolvers or system_resolvers()
+        configured = (
+            self._resolvers or self.settings.probe_options(self.name, DnsOptions).resolvers or system_resolvers()
+        )
         return list(dict.fromkeys(str(r) for r in configured))[:MAX_RESOLVERS]
 
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         resolvers = self.resolvers()
         if not resolvers:
             return [
-                self._error(job, "internal", "no DNS resolver configured (collectors.dns_resolvers) or in resolv.conf")
+                self._error(job, "internal", "no DNS resolver configured (collectors.dns.resolvers) or in resolv.conf")
             ]
         in_scope = [r for r in resolvers if net.scope.allows_address(r)]
         outside = [r for r in resolvers if r not in in_scope]

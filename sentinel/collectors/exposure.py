@@ -22,6 +22,8 @@ from sentinel.collectors.network import ScopedNetwork
 from sentinel.collectors.protocols import ProtocolError, kv, mongo
 from sentinel.collectors.protocols.greeting import printable, reply_code, reply_complete
 from sentinel.collectors.service_common import (
+    SERVICE_LEGACY_KEYS,
+    ServiceOptions,
     close_stream,
     connect_error_kind,
     plan_service_jobs,
@@ -55,14 +57,20 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class ExposureProbe(Probe):
     name = "exposure"
     kind = "exposure"
+    Options = ServiceOptions
+    legacy_keys = SERVICE_LEGACY_KEYS
 
     def __init__(self, settings: CollectorSettings, catalogue: Catalogue | None = None) -> None:
         super().__init__(settings)
-        self.catalogue = catalogue or load_catalogue(settings.vulnerable_versions)
+        self.catalogue = catalogue or load_catalogue(self.options.vulnerable_versions)
         self._request_ids = itertools.count(1)
 
+    @property
+    def options(self) -> ServiceOptions:
+        return self.settings.probe_options(self.name, ServiceOptions)
+
     def plan(self, system: System) -> Iterable[ProbeJob]:
-        return plan_service_jobs(self.name, system, SERVICE_BY_PORT, self.settings.high_risk_ports)
+        return plan_service_jobs(self.name, system, SERVICE_BY_PORT, self.options.high_risk_ports)
 
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
         address = (await net.resolve(job.host))[0]

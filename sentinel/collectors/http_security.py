@@ -17,15 +17,17 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from pydantic import Field
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.html_analysis import decode_html
 from sentinel.collectors.http_fetch import Fetched, describe_failure, scoped_get
 from sentinel.collectors.network import CircuitOpen, ScopedNetwork
+from sentinel.config.settings import ProbeOptions
 from sentinel.models import Observation
 from sentinel.registry.models import System
 
@@ -240,9 +242,25 @@ def site_root(url: str) -> str:
 
 
 # -- the probe -------------------------------------------------------------------------------------------------
+class HttpSecurityOptions(ProbeOptions):
+    """`collectors.http_security`."""
+
+    max_path_checks: int = Field(default=40, ge=1, le=200, description="sensitive paths tried per site")
+    path_read_bytes: int = Field(default=4096, ge=512, le=65536, description="bytes read of each path's answer")
+
+
 class HttpSecurityProbe(Probe):
     name = "http_security"
     kind = "http_security"
+    Options = HttpSecurityOptions
+    legacy_keys: ClassVar[Mapping[str, str]] = {
+        "web_max_path_checks": "max_path_checks",
+        "web_path_read_bytes": "path_read_bytes",
+    }
+
+    @property
+    def options(self) -> HttpSecurityOptions:
+        return self.settings.probe_options(self.name, HttpSecurityOptions)
 
     def plan(self, system: System) -> Iterable[ProbeJob]:
         for endpoint in system.endpoints:
@@ -251,11 +269,11 @@ class HttpSecurityProbe(Probe):
 
     @property
     def max_path_checks(self) -> int:
-        return self.settings.web_max_path_checks
+        return self.options.max_path_checks
 
     @property
     def path_read_bytes(self) -> int:
-        return self.settings.web_path_read_bytes
+        return self.options.path_read_bytes
 
     def budget(self, job: ProbeJob) -> int:
         return 1 + self.settings.max_redirects + self.max_path_checks

@@ -183,9 +183,6 @@ class ScopedNetwork:
     def report_failure(self, address: str, reason: str = "connection failures") -> None:
         self.breaker.record_failure(address, reason)
 
-    def report_success(self, address: str) -> None:
-        self.breaker.record_success(address)
-
     # -- raw-socket rights and scan method --------------------------------------------------
     @property
     def raw_sockets(self) -> bool:

@@ -1,7 +1,7 @@
 """Active port discovery: a sweep of many ports per registered host (kind `port_discovery`), so a service the
 registry does not declare is found even when no traffic shows it.
 
-Default ports: nmap's 1,000 most frequent TCP ports (`collectors.discovery_ports` overrides). The scan goes
+Default ports: nmap's 1,000 most frequent TCP ports (`collectors.port_discovery.ports` overrides). The scan goes
 through `ScopedNetwork` (SYN with raw-socket rights, else connect), so scope, per-target and global rate
 limits and the circuit breaker apply; ports are probed in random order by a bounded pool of workers, so one
 job never queues more admissions than its rate budget needs, and stops starting ports in time to end
@@ -22,12 +22,16 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import ClassVar
+
+from pydantic import Field, field_validator
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.network import LOST_RESENDS, PortState, ScopedNetwork
 from sentinel.collectors.top_ports import TOP_TCP_PORTS
+from sentinel.config.settings import ProbeOptions
 from sentinel.models import Observation
 from sentinel.registry.models import System
 
@@ -35,12 +39,40 @@ _WORKERS = 256  # at most this many ports in flight per job
 _LIST_CAP = 200  # bound on listed ports in an observation
 
 
+class PortDiscoveryOptions(ProbeOptions):
+    """`collectors.port_discovery`."""
+
+    ports: list[int] | None = Field(
+        default=None, description="ports the sweep tries on every host; default: nmap's 1,000 most frequent TCP ports"
+    )
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, values: list[int] | None) -> list[int] | None:
+        if values is None:
+            return None
+        bad = [v for v in values if not 1 <= v <= 65535]
+        if bad:
+            raise ValueError(f"ports must be 1-65535: {', '.join(map(str, bad[:10]))}")
+        if not values:
+            raise ValueError("give at least one port, or leave it out for the top 1,000")
+        return sorted(set(values))
+
+
 class PortDiscoveryProbe(Probe):
     name = "port_discovery"
     kind = "port_discovery"
+    Options = PortDiscoveryOptions
+    #: the top 1,000 ports of every host: daily in `sentinel run`, too long for a plain sweep
+    schedule = "run"
+    legacy_keys: ClassVar[Mapping[str, str]] = {"discovery_ports": "ports"}
+
+    @property
+    def options(self) -> PortDiscoveryOptions:
+        return self.settings.probe_options(self.name, PortDiscoveryOptions)
 
     def ports(self) -> tuple[int, ...]:
-        configured = self.settings.discovery_ports
+        configured = self.options.ports
         return tuple(configured) if configured else TOP_TCP_PORTS
 
     def plan(self, system: System) -> Iterable[ProbeJob]:

@@ -11,15 +11,32 @@ import contextlib
 import ssl
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from sentinel.collectors.base import ProbeJob
+from sentinel.config.settings import HIGH_RISK_PORTS, ProbeOptions
 from sentinel.models import Observation, ObservationStatus
 from sentinel.models.target import port_target
 from sentinel.registry.models import System
 
 #: the most a service probe reads from one peer
 MAX_READ_BYTES = 16_384
+
+
+class ServiceOptions(ProbeOptions):
+    """`collectors.banners` and `collectors.exposure`: which ports to talk to, and the versions catalogue."""
+
+    high_risk_ports: list[int] = Field(
+        default_factory=lambda: list(HIGH_RISK_PORTS), description="probed on every host besides its declared ports"
+    )
+    vulnerable_versions: Path | None = Field(default=None, description="known-vulnerable versions file")
+
+
+#: the flat `collectors:` keys these options had before they were per probe
+SERVICE_LEGACY_KEYS = {"high_risk_ports": "high_risk_ports", "vulnerable_versions": "vulnerable_versions"}
 
 
 def plan_service_jobs(probe: str, system: System, wanted: Collection[int], high_risk: Iterable[int]) -> list[ProbeJob]:

@@ -15,20 +15,38 @@ any port is unknown, a host that nothing answered is not called unreachable (`re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import ClassVar
+
+from pydantic import Field
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.capabilities import RawSocketsUnavailableError
 from sentinel.collectors.network import LOST_RESENDS, PortState, ScopedNetwork
+from sentinel.config.settings import HIGH_RISK_PORTS, ProbeOptions
 from sentinel.models import Observation, ObservationStatus
 from sentinel.models.target import port_target
 from sentinel.registry.models import System
 
 
+class TcpPortOptions(ProbeOptions):
+    """`collectors.tcp_ports`."""
+
+    high_risk_ports: list[int] = Field(
+        default_factory=lambda: list(HIGH_RISK_PORTS), description="scanned on every host besides its declared ports"
+    )
+
+
 class TcpPortProbe(Probe):
     name = "tcp_ports"
     kind = "host"
+    Options = TcpPortOptions
+    legacy_keys: ClassVar[Mapping[str, str]] = {"high_risk_ports": "high_risk_ports"}
+
+    @property
+    def options(self) -> TcpPortOptions:
+        return self.settings.probe_options(self.name, TcpPortOptions)
 
     def plan(self, system: System) -> Iterable[ProbeJob]:
         declared_by_host: dict[str, set[int]] = {}
@@ -38,7 +56,7 @@ class TcpPortProbe(Probe):
             listed = listed_by_host.setdefault(endpoint.hostname, set())
             if endpoint.host is not None:
                 listed.update(endpoint.ports)
-        high_risk = set(self.settings.high_risk_ports)
+        high_risk = set(self.options.high_risk_ports)
         for host, declared in declared_by_host.items():
             ports = tuple(sorted(declared | high_risk))
             yield ProbeJob(
@@ -60,7 +78,7 @@ class TcpPortProbe(Probe):
         address = (await net.resolve(job.host))[0]
         method, results = await net.port_states(address, job.ports)
         now = datetime.now(UTC)
-        high_risk = set(self.settings.high_risk_ports)
+        high_risk = set(self.options.high_risk_ports)
         listed = {int(v) for k, v in job.extra if k == "listed"}
         observations = [
             Observation(

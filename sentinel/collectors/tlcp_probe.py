@@ -151,6 +151,8 @@ async def _sweep(
 class GmTlsProbe(Probe):
     name = "gm_tls"
     kind = "gm_tls"
+    #: only when listed in `collectors.probes` (it was never in the default list)
+    schedule = "opt_in"
 
     def plan(self, system: System) -> Iterable[ProbeJob]:
         # the endpoints of the `tls` probe: https URLs and declared TLS ports (TLCP shares 443 behind

@@ -19,14 +19,18 @@ import _ssl
 import asyncio
 import functools
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
+
+from pydantic import Field
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.network import CircuitOpen, ScopedNetwork
 from sentinel.collectors.tls_trust import certificate_report
+from sentinel.config.settings import ProbeOptions
 from sentinel.models import Observation
 from sentinel.models.target import host_port
 from sentinel.registry.models import System
@@ -49,9 +53,21 @@ def observing_context() -> ssl.SSLContext:
     return ctx
 
 
+class TlsOptions(ProbeOptions):
+    """`collectors.tls` and `collectors.tls_scan`."""
+
+    ca_file: Path | None = Field(default=None, description="CA certificates trusted besides the system's")
+
+
 class TlsProbe(Probe):
     name = "tls"
     kind = "tls"
+    Options = TlsOptions
+    legacy_keys: ClassVar[Mapping[str, str]] = {"ca_file": "ca_file"}
+
+    @property
+    def options(self) -> TlsOptions:
+        return self.settings.probe_options(self.name, TlsOptions)
 
     def plan(self, system: System) -> Iterable[ProbeJob]:
         seen: set[tuple[str, int]] = set()
@@ -84,7 +100,7 @@ class TlsProbe(Probe):
             reason = f"TLS handshake failed: {failure_reason(exc)}"
             return [self.observation(job, now, {**base, "error_kind": error_kind(exc)}, reason)]
         ders: list[bytes] = session.pop("chain")
-        data: dict[str, Any] = {**base, **session, **certificate_report(ders, job.host, self.settings.ca_file, now)}
+        data: dict[str, Any] = {**base, **session, **certificate_report(ders, job.host, self.options.ca_file, now)}
         # the `tls` kind's historical names for the shared verdict
         data["chain.valid"] = data.get("chain.trusted")
         if "chain.error" not in data:

@@ -22,10 +22,10 @@ import contextlib
 import dataclasses
 import ssl
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -33,7 +33,13 @@ from cryptography.x509 import ocsp
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.network import CircuitOpen, ScopedNetwork
-from sentinel.collectors.tls_cert import TlsProbe, failure_reason, observing_context, unverified_chain
+from sentinel.collectors.tls_cert import (
+    TlsOptions,
+    TlsProbe,
+    failure_reason,
+    observing_context,
+    unverified_chain,
+)
 from sentinel.collectors.tls_trust import certificate_report
 from sentinel.collectors.tlswire import (
     SUITES,
@@ -97,6 +103,12 @@ def _x25519_share() -> bytes:
 class TlsScanProbe(Probe):
     name = "tls_scan"
     kind = "tls_scan"
+    Options = TlsOptions
+    legacy_keys: ClassVar[Mapping[str, str]] = {"ca_file": "ca_file"}
+
+    @property
+    def options(self) -> TlsOptions:
+        return self.settings.probe_options(self.name, TlsOptions)
 
     def plan(self, system: System) -> Iterable[ProbeJob]:
         # the same endpoints as the `tls` probe: https URLs and declared TLS ports
@@ -145,7 +157,7 @@ class TlsScanProbe(Probe):
         else:  # TLS 1.3 only: the Certificate message is encrypted, so fetch the chain with `ssl`
             ders = await exchange.chain_via_ssl()
             data["ocsp.stapled"] = None
-        data.update(certificate_report(ders, job.host, self.settings.ca_file, now))
+        data.update(certificate_report(ders, job.host, self.options.ca_file, now))
         data["scan.connections"] = exchange.connections
         data["scan.errors"] = exchange.errors[:10]
         return [self.observation(job, now, data)]

@@ -3,7 +3,7 @@
 `tls` (one `ssl` handshake) and `tls_scan` (its own ClientHellos) see the same certificates; both
 hand them to `certificate_report`, so they cannot disagree on a chain: the verdict is
 `tlswire.chain.verify_chain` (no SHA-1/MD5 signatures, no weak keys) against the same anchors, the
-system store plus `collectors.ca_file`, loaded once per process.
+system store plus `collectors.tls.ca_file` (or `collectors.tls_scan.ca_file`), loaded once per process.
 """
 
 from __future__ import annotations

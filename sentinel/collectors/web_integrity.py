@@ -10,17 +10,19 @@ settings (`web_hidden_link_keywords`, `web_sensitive_keywords`), defaulting to t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
+from pydantic import Field
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.html_analysis import KeywordSet, analyse_page, decode_html
 from sentinel.collectors.http_fetch import describe_failure, scoped_get
 from sentinel.collectors.network import ScopedNetwork
+from sentinel.config.settings import ProbeOptions
 from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError, Problem
 from sentinel.models import Observation
@@ -53,19 +55,37 @@ def load_keywords(path: Path) -> KeywordSet:
     return KeywordSet.from_text(text, str(path))
 
 
+class WebIntegrityOptions(ProbeOptions):
+    """`collectors.web_integrity`."""
+
+    hidden_link_keywords: Path | None = Field(default=None, description="extra hidden-link (暗链) keywords")
+    sensitive_keywords: Path | None = Field(default=None, description="extra sensitive keywords")
+    page_bytes: int = Field(default=1_000_000, ge=16384, description="bytes of a page read and analysed")
+
+
 class WebIntegrityProbe(Probe):
     name = "web_integrity"
     kind = "web_integrity"
+    Options = WebIntegrityOptions
+    legacy_keys: ClassVar[Mapping[str, str]] = {
+        "web_hidden_link_keywords": "hidden_link_keywords",
+        "web_sensitive_keywords": "sensitive_keywords",
+        "web_page_bytes": "page_bytes",
+    }
 
     def __init__(self, settings: CollectorSettings) -> None:
         super().__init__(settings)
         self._keywords: tuple[KeywordSet, KeywordSet] | None = None
 
+    @property
+    def options(self) -> WebIntegrityOptions:
+        return self.settings.probe_options(self.name, WebIntegrityOptions)
+
     def keywords(self) -> tuple[KeywordSet, KeywordSet]:
         """(hidden-link keywords, sensitive keywords), loaded once per probe instance."""
         if self._keywords is None:
-            link_file = self.settings.web_hidden_link_keywords
-            sensitive_file = self.settings.web_sensitive_keywords
+            link_file = self.options.hidden_link_keywords
+            sensitive_file = self.options.sensitive_keywords
             self._keywords = (
                 load_keywords(Path(link_file) if link_file else default_keyword_file("hidden_link_keywords.txt")),
                 load_keywords(
@@ -94,7 +114,7 @@ class WebIntegrityProbe(Probe):
         except InputError as exc:
             return [self.observation(job, started, {**base, "error_kind": "internal"}, error=str(exc)[:300])]
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout, sock_connect=self.settings.connect_timeout)
-        limit = min(self.settings.max_body_bytes, self.settings.web_page_bytes)
+        limit = min(self.settings.max_body_bytes, self.options.page_bytes)
         try:
             page = await scoped_get(
                 net, job.url, max_bytes=limit, timeout=timeout, max_redirects=self.settings.max_redirects

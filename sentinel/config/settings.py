@@ -1,60 +1,136 @@
-"""Typed settings, loaded in one place: defaults < `--config FILE` < `SENTINEL_*` environment < flags."""
+"""Typed settings, loaded in one place: defaults < `--config FILE` < `SENTINEL_*` environment < flags.
+
+`collectors:` holds the network-wide knobs (timeouts, rates, concurrency, contact, scan method); each probe's own
+options are the `Options` model its class declares, under `collectors.<probe>: {...}` (environment:
+`SENTINEL_COLLECTORS__<PROBE>__<KEY>`). The probes are looked up when settings are validated, never when this
+module is imported, so reading settings does not load the collectors (nor the sinks) until it has to.
+
+Every field typed as a path (`Path`, `Path | None`, `list[Path]`, in any section, a probe's options included) is
+rebased against the settings file's folder when the file gives it relative.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
-from collections.abc import Mapping
+import types
+import typing
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 from sentinel.errors import InputError, Problem
 from sentinel.findings.policy import FindingsSettings
 from sentinel.notify.settings import NotifySettings
 from sentinel.runtime.settings import RunSettings, ServeSettings
-from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings
 from sentinel.web.settings import WebSettings
-from sentinel.yamlio import load_yaml_file, validation_problems
+from sentinel.yamlio import line_of, load_yaml_file, validation_problems
+
+if TYPE_CHECKING:
+    from pydantic_core.core_schema import ValidatorFunctionWrapHandler
+
+    from sentinel.collectors.base import Probe
 
 HIGH_RISK_PORTS = (21, 23, 135, 139, 445, 1433, 2375, 3306, 3389, 5432, 5900, 6379, 9200, 11211, 27017)
 ENV_PREFIX = "SENTINEL_"
 
+OptionsT = TypeVar("OptionsT", bound="ProbeOptions")
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+
+class ProbeOptions(BaseModel):
+    """A probe's own options (`collectors.<probe>: {...}`): a probe class declares a subclass as `Options`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _probe_catalogue() -> Mapping[str, type[Probe]]:
+    from sentinel.collectors import BUILTIN_PROBES  # at validation time: the collectors need this module first
+
+    return BUILTIN_PROBES
+
+
+def default_probes() -> list[str]:
+    """`collectors.probes` when not given: every built-in probe whose `schedule` is "sweep"."""
+    return [name for name, probe in _probe_catalogue().items() if probe.schedule == "sweep"]
+
+
+def run_only_probes() -> list[str]:
+    """`run.extra_probes` when not given: the probes meant only for `sentinel run`'s longer schedule."""
+    return [name for name, probe in _probe_catalogue().items() if probe.schedule == "run"]
+
+
+def legacy_moves(collectors: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """The deprecated flat keys of a `collectors:` mapping, each with the (probe, option) pairs it now sets."""
+    moves: dict[str, list[tuple[str, str]]] = {}
+    for name, probe in _probe_catalogue().items():
+        for old, new in probe.legacy_keys.items():
+            if old in collectors and old not in CollectorSettings.model_fields:
+                moves.setdefault(old, []).append((name, new))
+    return moves
+
+
+def move_legacy_keys(collectors: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]:
+    """`collectors:` with each deprecated flat key moved into the section of every probe it applies to; a key the
+    probe's own section already gives wins over the flat one."""
+    moves = legacy_moves(collectors)
+    out = {k: v for k, v in collectors.items() if k not in moves}
+    for old, targets in moves.items():
+        for probe, new in targets:
+            section = out.get(probe)
+            if section is None:
+                section = {}
+            if isinstance(section, Mapping) and new not in section:
+                out[probe] = {**section, new: collectors[old]}
+    return out, moves
+
+
+def _deprecation(where: str, old: str, targets: Sequence[tuple[str, str]], env: bool = False) -> str:
+    if env:
+        new = " and ".join(f"{ENV_PREFIX}COLLECTORS__{p.upper()}__{k.upper()}" for p, k in targets)
+        return f"{where}: {ENV_PREFIX}COLLECTORS__{old.upper()} is deprecated; use {new}"
+    new = " and ".join(f"collectors.{p}.{k}" for p, k in targets)
+    return f"{where}: collectors.{old} is deprecated; use {new}"
+
+
+_KNOWN_ERRORS = frozenset(typing.get_args(ErrorType))
+
+
+def _relocated(exc: ValidationError, prefix: tuple[str | int, ...]) -> list[InitErrorDetails]:
+    """The errors of `exc`, found under `prefix`, ready to be raised again as one ValidationError."""
+    details: list[InitErrorDetails] = []
+    for error in exc.errors():
+        kind: str | PydanticCustomError = error["type"]
+        if kind not in _KNOWN_ERRORS:  # a custom error of an Options model: keep its message as it was
+            kind = PydanticCustomError(error["type"], error["msg"])
+        detail: InitErrorDetails = {"type": kind, "loc": (*prefix, *error["loc"]), "input": error["input"]}
+        if "ctx" in error and isinstance(kind, str):
+            detail["ctx"] = error["ctx"]
+        details.append(detail)
+    return details
 
 
 class CollectorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """The network-wide knobs; each probe's own options are `collectors.<probe>` (see `probe_options`)."""
+
+    # extra entries are the probes' validated Options, one per built-in probe (set by `_probe_sections`; any
+    # other unknown key is refused there, so "allow" lets no typo through)
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     probes: list[str] = Field(
-        default_factory=lambda: [
-            "tcp_ports",
-            "icmp",
-            "http",
-            "tls",
-            "tls_scan",
-            "banners",
-            "exposure",
-            "dns",
-            "http_security",
-            "web_integrity",
-        ]
+        default_factory=default_probes,
+        description="probes a sweep runs; default: every built-in probe whose schedule is 'sweep'",
     )
     scan_method: Literal["auto", "syn", "connect"] = Field(
         default="auto",
         description="port scan: SYN with raw-socket rights (auto); syn = SYN, falling back to connect with a "
         "warning; connect = connect scan only",
     )
-    high_risk_ports: list[int] = Field(default_factory=lambda: list(HIGH_RISK_PORTS))
     connect_timeout: float = Field(default=3.0, gt=0, le=60)
     tls_timeout: float = Field(default=5.0, gt=0, le=60)
     http_timeout: float = Field(default=15.0, gt=0, le=120)
@@ -81,47 +157,56 @@ class CollectorSettings(BaseModel):
         le=60,
         description="floor of the adaptive raw probe timeout (srtt + 4 rttvar); its ceiling is connect_timeout",
     )
-    discovery_ports: list[int] | None = Field(
-        default=None,
-        description="ports the port_discovery probe sweeps; default: nmap's 1,000 most frequent TCP ports",
-    )
     max_connections: int = Field(default=256, ge=1, le=10000)
     max_jobs: int = Field(default=128, ge=1, le=10000)
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
-    ca_file: Path | None = None
     contact: str | None = Field(default=None, description="shown in the User-Agent so owners can reach you")
-    dns_resolvers: list[str] = Field(
-        default_factory=list,
-        description="resolvers the dns probe asks; each must be inside the registry scope; "
-        "empty: the nameservers of /etc/resolv.conf",
-    )
-    vulnerable_versions: Path | None = Field(default=None, description="known-vulnerable versions file")
-    web_hidden_link_keywords: Path | None = Field(default=None, description="extra hidden-link (暗链) keywords")
-    web_sensitive_keywords: Path | None = Field(default=None, description="extra sensitive keywords")
-    web_max_path_checks: int = Field(default=40, ge=1, le=200)
-    web_path_read_bytes: int = Field(default=4096, ge=512, le=65536)
-    web_page_bytes: int = Field(default=1_000_000, ge=16384)
 
-    @field_validator("discovery_ports")
+    @model_validator(mode="wrap")
     @classmethod
-    def _discovery_ports(cls, values: list[int] | None) -> list[int] | None:
-        if values is None:
-            return None
-        bad = [v for v in values if not 1 <= v <= 65535]
-        if bad:
-            raise ValueError(f"ports must be 1-65535: {', '.join(map(str, bad[:10]))}")
-        if not values:
-            raise ValueError("give at least one port, or leave it out for the top 1,000")
-        return sorted(set(values))
+    def _probe_sections(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Validate `collectors.<probe>` against each probe's Options (deprecated flat keys moved there first, with
+        a warning), refuse unknown keys, and keep one Options instance per built-in probe."""
+        if isinstance(data, CollectorSettings) or not isinstance(data, Mapping):
+            return handler(data)
+        catalogue = _probe_catalogue()
+        data, moves = move_legacy_keys(data)
+        for old, targets in moves.items():
+            warnings.warn(_deprecation("settings", old, targets), FutureWarning, stacklevel=3)
+        errors: list[InitErrorDetails] = []
+        options: dict[str, ProbeOptions] = {}
+        rest: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in cls.model_fields:
+                rest[key] = value
+            elif key in catalogue:
+                declared = catalogue[key].Options
+                try:
+                    options[key] = value if isinstance(value, declared) else declared.model_validate(value or {})
+                except ValidationError as exc:
+                    errors.extend(_relocated(exc, (key,)))
+            else:
+                errors.append({"type": "extra_forbidden", "loc": (key,), "input": value})
+        model: CollectorSettings | None = None
+        try:
+            model = handler(rest)
+        except ValidationError as exc:
+            errors = _relocated(exc, ()) + errors
+        if errors or model is None:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        extra = {name: options.get(name) or probe.Options() for name, probe in catalogue.items()}
+        object.__setattr__(model, "__pydantic_extra__", extra)
+        return model
 
-    @field_validator("dns_resolvers")
-    @classmethod
-    def _resolver_addresses(cls, values: list[str]) -> list[str]:
-        bad = [v for v in values if not _is_ip(v)]
-        if bad:
-            raise ValueError(f"not IP addresses: {', '.join(bad)}")
-        return values
+    def probe_options(self, name: str, model: type[OptionsT]) -> OptionsT:
+        """The options of probe `name` (its section, else the model's defaults)."""
+        found = (self.__pydantic_extra__ or {}).get(name)
+        if isinstance(found, model):
+            return found
+        if isinstance(found, Mapping):  # e.g. model_copy(update={"dns": {...}}), which does not validate
+            return model.model_validate(found)
+        return model()
 
 
 class Settings(BaseModel):
@@ -137,7 +222,8 @@ class Settings(BaseModel):
     web: WebSettings = Field(default_factory=WebSettings)
     run: RunSettings = Field(default_factory=RunSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
-    elasticsearch: ElasticsearchSettings | None = None
+    #: deprecated (use `sinks.elasticsearch`); typed by the sinks stage, and checked by `load_settings`
+    elasticsearch: dict[str, Any] | None = None
     findings: FindingsSettings = Field(default_factory=FindingsSettings)
 
     def fingerprint(self) -> str:
@@ -147,7 +233,8 @@ class Settings(BaseModel):
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """SENTINEL_STORE=x, SENTINEL_COLLECTORS__CONNECT_TIMEOUT=2 (double underscore nests)."""
+    """SENTINEL_STORE=x, SENTINEL_COLLECTORS__CONNECT_TIMEOUT=2, SENTINEL_COLLECTORS__DNS__RESOLVERS='["10.0.0.53"]'
+    (double underscore nests; a value starting with [ or { is JSON)."""
     out: dict[str, Any] = {}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key.startswith(f"{ENV_PREFIX}TEST"):
@@ -180,6 +267,106 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
+# -- paths: rebased by their field's type ------------------------------------------------------------------------
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the type inside `X | None`, whether it is a list of it)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(inner) != 1:
+            return None, False
+        annotation = inner[0]
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (None,)
+        return item, True
+    return annotation, False
+
+
+def _sections(model: type[BaseModel], data: Mapping[str, Any]) -> Iterator[tuple[str, Any, bool]]:
+    """(key, type, is a list) for each key of `data` that `model` types, probe sections included."""
+    for name, field in model.model_fields.items():
+        if name in data:
+            yield (name, *_unwrap(field.annotation))
+    if issubclass(model, CollectorSettings):
+        for name, probe in _probe_catalogue().items():
+            if name in data:
+                yield name, probe.Options, False
+
+
+def rebase_paths(model: type[BaseModel], data: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """`data` (as a settings file gives it for `model`) with every relative path made relative to `base`: the
+    fields typed `Path`, `Path | None` or `list[Path]`, in nested sections and lists of sections too."""
+
+    def rebased(value: Any) -> Any:
+        return str(base / value) if isinstance(value, str) and not Path(value).is_absolute() else value
+
+    out = dict(data)
+    for key, kind, many in _sections(model, data):
+        value = out[key]
+        if kind is Path:
+            out[key] = [rebased(v) for v in value] if many and isinstance(value, list) else rebased(value)
+        elif isinstance(kind, type) and issubclass(kind, BaseModel):
+            if many and isinstance(value, list):
+                out[key] = [rebase_paths(kind, v, base) if isinstance(v, Mapping) else v for v in value]
+            elif not many and isinstance(value, Mapping):
+                out[key] = rebase_paths(kind, value, base)
+    return out
+
+
+# -- loading ----------------------------------------------------------------------------------------------------
+Loc = tuple[str | int, ...]
+
+
+def _move_collectors(
+    layer: dict[str, Any], where: str, raw: Any = None, env: bool = False
+) -> tuple[dict[str, Any], dict[Loc, Loc]]:
+    """One layer (file, environment, flags) with its deprecated `collectors.<flat key>` moved into the probes'
+    sections, a warning for each; and {new location: old location}, to point errors at the line given."""
+    collectors = layer.get("collectors")
+    if not isinstance(collectors, Mapping):
+        return layer, {}
+    moved, moves = move_legacy_keys(collectors)
+    origin: dict[Loc, Loc] = {}
+    for old, targets in moves.items():
+        line = line_of(raw, ("collectors", old)) if raw is not None else None
+        warnings.warn(
+            _deprecation(f"{where}:{line}" if line else where, old, targets, env=env), FutureWarning, stacklevel=3
+        )
+        for probe, new in targets:
+            origin[("collectors", probe, new)] = ("collectors", old)
+    return {**layer, "collectors": moved}, origin
+
+
+def _origin(loc: Loc, origin: Mapping[Loc, Loc]) -> Loc:
+    for new, old in origin.items():
+        if loc[: len(new)] == new:
+            return (*old, *loc[len(new) :])
+    return loc
+
+
+def _problems(exc: ValidationError, raw: Any, source: str, origin: Mapping[Loc, Loc], at: Loc = ()) -> list[Problem]:
+    problems = validation_problems(exc, raw, source, at)
+    for index, error in enumerate(exc.errors()):
+        loc = (*at, *error["loc"])
+        if raw is not None and _origin(loc, origin) != loc:
+            problems[index] = Problem(source, line_of(raw, _origin(loc, origin)), problems[index].message)
+        elif at and raw is not None:
+            problems[index] = Problem(source, line_of(raw, loc), problems[index].message)
+    return problems
+
+
+def _check_legacy_elasticsearch(section: Any, raw: Any, source: str) -> list[Problem]:
+    """The deprecated top-level `elasticsearch:` section, checked against the sink's model (loaded only then)."""
+    if not isinstance(section, Mapping):
+        return []
+    from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings
+
+    try:
+        ElasticsearchSettings.model_validate(dict(section))
+    except ValidationError as exc:
+        return _problems(exc, raw, source, {}, ("elasticsearch",))
+    return []
+
+
 def load_settings(
     config_file: Path | None = None,
     flags: Mapping[str, Any] | None = None,
@@ -188,6 +375,7 @@ def load_settings(
     data: dict[str, Any] = {}
     source = "<settings>"
     raw: Any = None
+    origin: dict[Loc, Loc] = {}
     if config_file is not None:
         raw = load_yaml_file(config_file)
         source = str(config_file)
@@ -195,29 +383,16 @@ def load_settings(
             raw = {}
         if not isinstance(raw, dict):
             raise InputError([Problem(source, 1, "a settings file must be a mapping")])
-        data = dict(raw)
-        base = config_file.parent
-        for key in ("registry", "store"):
-            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
-                data[key] = str(base / data[key])
-        findings = data.get("findings")
-        exceptions = findings.get("exceptions") if isinstance(findings, dict) else None
-        if isinstance(findings, dict) and isinstance(exceptions, str) and not Path(exceptions).is_absolute():
-            data["findings"] = {**findings, "exceptions": str(base / exceptions)}
-        collectors = data.get("collectors")
-        if isinstance(collectors, dict):
-            for key in ("ca_file", "vulnerable_versions", "web_hidden_link_keywords", "web_sensitive_keywords"):
-                value = collectors.get(key)
-                if isinstance(value, str) and not Path(value).is_absolute():
-                    collectors = {**collectors, key: str(base / value)}
-            data["collectors"] = collectors
-        if isinstance(data.get("rules"), list):
-            data["rules"] = [
-                str(base / r) if isinstance(r, str) and not Path(r).is_absolute() else r for r in data["rules"]
-            ]
-    data = _deep_merge(data, _env_overrides(os.environ if environ is None else environ))
+        data, origin = _move_collectors(dict(raw), source, raw)
+        data = rebase_paths(Settings, data, config_file.parent)
+    env, _ = _move_collectors(_env_overrides(os.environ if environ is None else environ), "environment", env=True)
+    data = _deep_merge(data, env)
     data = _deep_merge(data, {k: v for k, v in (flags or {}).items() if v is not None})
+    problems = _check_legacy_elasticsearch(data.get("elasticsearch"), raw, source)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise InputError(validation_problems(exc, raw, source)) from None
+        raise InputError([*problems, *_problems(exc, raw, source, origin)]) from None
+    if problems:
+        raise InputError(problems)
+    return settings

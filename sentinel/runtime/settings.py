@@ -5,6 +5,13 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
+def _run_only_probes() -> list[str]:
+    """The built-in probes whose `schedule` is "run" (looked up when settings are built, not at import)."""
+    from sentinel.config.settings import run_only_probes
+
+    return run_only_probes()
+
+
 class SniffSettings(BaseModel):
     """Live traffic analysis inside `sentinel run`, in windows of `window` seconds (memory bounded per window)."""
 
@@ -30,8 +37,9 @@ class RunSettings(BaseModel):
         }
     )
     #: probes the monitor runs besides `collectors.probes`: sweeps too long for a plain `sentinel scan`
-    #: (the daily top-1,000-port discovery) but scheduled on their own interval here
-    extra_probes: list[str] = Field(default_factory=lambda: ["port_discovery"])
+    #: (the daily top-1,000-port discovery) but scheduled on their own interval here; default: every
+    #: built-in probe that declares `schedule = "run"`
+    extra_probes: list[str] = Field(default_factory=_run_only_probes)
     default_interval: float = Field(default=900.0, ge=5)
     #: each interval is cut into slices of about this many seconds, so a sweep is spread, not a burst
     slice_seconds: float = Field(default=30.0, ge=1)
