@@ -7,6 +7,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from sentinel.app import open_store
 from sentinel.models import FindingStatus
 from sentinel.sinks.elasticsearch.schema import OUTBOX
@@ -53,12 +55,9 @@ def test_a_crash_after_writing_part_of_a_batch_doubles_nothing(tmp_path: Path) -
 def test_a_rolled_back_write_queues_nothing_and_one_shipper_drains_at_a_time(tmp_path: Path) -> None:
     store, s = open_store(tmp_path / "s.db"), sink(tmp_path)
     install_sinks(store, [s])
-    try:
-        with store.transaction():
-            store.save_findings([make_finding(1)])
-            raise RuntimeError("sweep failed")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError, match="sweep failed"), store.transaction():
+        store.save_findings([make_finding(1)])
+        raise RuntimeError("sweep failed")
     assert outbox_stats(store, "jsonl").depth == 0
     store.save_findings([make_finding(2)])
     holder = Shipper(store, s)

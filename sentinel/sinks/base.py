@@ -10,6 +10,7 @@ and our commit) is recognised by the peer (409, same alert labels, same syslog M
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,7 +125,7 @@ def classify_http(status: int, dead: Sequence[int] = (400, 404)) -> Verdict:
     return "retry"
 
 
-class OutboxSink:
+class OutboxSink(ABC):
     """Base class of outbox sinks; subclasses set the class attributes and implement `encode_*` and `deliver`.
 
     To add a sink: one module with a subclass (and its `Options`, a `SinkOptions` model), one line in
@@ -159,8 +160,9 @@ class OutboxSink:
     def encode_observations(self, observations: Sequence[Observation], ctx: EncodeContext) -> list[Entry]:
         return []
 
+    @abstractmethod
     def deliver(self, rows: Sequence[Queued], state: Mapping[str, str]) -> Delivery:
-        raise NotImplementedError
+        """Send `rows` (in order); say which were delivered, which to retry, which are dead."""
 
     def classify(self, status: int) -> Verdict:
         return classify_http(status)
