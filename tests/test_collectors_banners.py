@@ -7,6 +7,7 @@ and a port that accepts but never speaks is an error observation, so no rule ope
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,11 +48,9 @@ class Server:
         if self.send is not None:
             writer.write(self.send())
             await writer.drain()
-        try:
+        with contextlib.suppress(ConnectionError):  # the probe may hang up first: that is its right
             while chunk := await reader.read(4096):
                 self.received += chunk
-        except ConnectionError:
-            pass
         writer.close()
 
 
