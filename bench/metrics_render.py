@@ -121,8 +121,8 @@ def fill_store(store: SqliteStore, registry: Registry, now: datetime) -> None:
 
 def time_compliance(store: SqliteStore, registry: Registry) -> float:
     from sentinel.engine.loader import load_rules
-    from sentinel.engine.paths import shipped_rules_dir
     from sentinel.exporter.compliance import ComplianceFamilies
+    from sentinel.paths import shipped_rules_dir
 
     source = ComplianceFamilies(store.path, registry, load_rules([shipped_rules_dir()]))
     t0 = time.perf_counter()

@@ -14,12 +14,18 @@ rule evaluation and the findings), the analyser alone in a forked child like the
 packets/s and its own peak RSS), and tshark on the same file in the same run. Wall time is what a
 user waits; CPU seconds (user + system, children included) are steadier on a shared machine.
 
-    python -m bench.pcap_analyze [--packets 2000000 10000000] [--mix mixed hostile] [--no-tshark]
+Each measurement is made `--repeat` times (default 3), every run is printed, then the median and the
+best run of each tool (by wall time) with the largest peak RSS of its runs. `--compiled` first writes
+the package's bytecode, as installing it from a wheel does (a checkout run with PYTHONDONTWRITEBYTECODE
+compiles every module again in every process, about 0.2 s of each start-up).
+
+    python -m bench.pcap_analyze [--packets 2000000 10000000] [--mix mixed hostile] [--repeat 3] [--no-tshark]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import subprocess
@@ -32,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench import pcap_mixes as mixes
-from sentinel.traffic.writer import PcapWriter, dns_query, ether, ip4, tcp, udp
+from bench.pcapgen import PcapWriter, dns_query, ether, ip4, tcp, udp
 
 SERVERS = [f"10.20.1.{i}" for i in range(1, 21)]
 SLICE = 20_000
@@ -191,11 +197,26 @@ def row(capture: str, mb: str, tool: str, wall: float | None, cpu: float | None,
     print(fmt, flush=True)
 
 
+Run = tuple[float, float, float]  # wall s, CPU s, peak RSS MB
+
+
+def summary(capture: str, mb: str, tool: str, runs: list[Run], n: int) -> None:
+    """The median and the best run by wall time, each with its CPU time; RSS: the largest of the runs."""
+    if len(runs) < 2:
+        return
+    rss = max(r[2] for r in runs)
+    walls = sorted(runs)
+    median = walls[(len(walls) - 1) // 2]  # the lower middle one for an even count
+    row(capture, mb, f"{tool[:15]} median", median[0], median[1], n, rss)
+    row(capture, mb, f"{tool[:15]} best", walls[0][0], walls[0][1], n, rss)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, nargs="+", default=[2_000_000, 10_000_000])
     parser.add_argument("--mix", nargs="+", choices=["mixed", "hostile", "web"], default=["mixed", "hostile"])
-    parser.add_argument("--repeat", type=int, default=1, help="Runs of each tool per capture (all are printed).")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of each tool per capture (all are printed).")
+    parser.add_argument("--compiled", action="store_true", help="Write the package's bytecode first.")
     parser.add_argument("--no-tshark", action="store_true")
     parser.add_argument("--keep", type=Path, help="Write the captures here and keep them.")
     args = parser.parse_args()
@@ -207,6 +228,11 @@ def main() -> None:
     # as a user runs it: the installed console script (else the same entry point through this interpreter)
     script = shutil.which("sentinel")
     analyze = [script] if script else [sys.executable, "-c", "from sentinel.cli.main import entrypoint; entrypoint()"]
+    if args.compiled:
+        import sentinel
+
+        compileall.compile_dir(Path(sentinel.__file__).parent, quiet=1)
+        print("# bytecode written for the sentinel package")
     print(f"# load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs")
     print(ROW.format("capture", "MB", "tool", "wall s", "CPU s", "packets/s", "pkts/CPU-s", "RSS MB"))
     try:
@@ -214,8 +240,12 @@ def main() -> None:
         tiny = work / "mixed_1000.pcap"
         mixes.generate(tiny, 1000)
         cmd = [*analyze, "pcap", "analyze", str(tiny), "--registry", str(registry), "--format", "json"]
-        fixed, cpu, rss, _ = measure([*cmd, "--store", str(work / "fixed.db")])
-        print(ROW.format(tiny.name, "", "sentinel (start-up)", f"{fixed:.2f}", f"{cpu:.2f}", "", "", rss))
+        start_ups: list[Run] = []
+        for _ in range(args.repeat):
+            fixed, cpu, rss, _ = measure([*cmd, "--store", str(work / "fixed.db")])
+            start_ups.append((fixed, cpu, rss))
+            print(ROW.format(tiny.name, "", "sentinel (start-up)", f"{fixed:.2f}", f"{cpu:.2f}", "", "", rss))
+        summary(tiny.name, "", "start-up", start_ups, 0)
         for mix in args.mix:
             for n in args.packets:
                 path = work / f"{mix}_{n}.pcap"
@@ -225,6 +255,7 @@ def main() -> None:
                     gen = time.perf_counter() - t
                     print(f"# wrote {path.name}: {n:,} packets, {path.stat().st_size / 1e6:.0f} MB in {gen:.1f} s")
                 mb = f"{path.stat().st_size / 1e6:.0f}"
+                runs: dict[str, list[Run]] = {"sentinel": [], "analyser": [], "tshark": []}
                 for _ in range(args.repeat):
                     db = work / "bench.db"
                     for leftover in work.glob("bench.db*"):
@@ -232,11 +263,16 @@ def main() -> None:
                     cmd = [*analyze, "pcap", "analyze", str(path), "--registry", str(registry), "--format", "json"]
                     took, cpu, rss, _ = measure([*cmd, "--store", str(db), "--memory-limit", "4096"])
                     row(path.name, mb, "sentinel pcap analyze", took, cpu, n, rss)
+                    runs["sentinel"].append((took, cpu, rss))
                     took, cpu, child_rss = analyser_alone(path, registry)
                     row(path.name, mb, "(analyser in its child)", took, cpu, n, child_rss)
+                    runs["analyser"].append((took, cpu, child_rss))
                     if tshark:
                         took, cpu, rss, _ = measure([tshark, "-r", str(path), "-q", "-z", "conv,tcp"])
                         row(path.name, mb, "tshark -q -z conv,tcp", took, cpu, n, rss)
+                        runs["tshark"].append((took, cpu, rss))
+                for tool, measured in runs.items():
+                    summary(path.name, mb, tool, measured, n)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from sentinel.traffic.writer import PcapWriter, dns_query, ether, ip4, tcp, udp
-from sentinel.traffic.writer import ipv4 as ip
+from bench.pcapgen import PcapWriter, dns_query, ether, ip4, tcp, udp
+from bench.pcapgen import ipv4 as ip
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]

@@ -24,9 +24,9 @@ from pathlib import Path
 import yaml
 
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.models import Finding, FindingStatus, Observation
 from sentinel.models.finding import fingerprint
+from sentinel.paths import shipped_rules_dir
 from sentinel.store import SqliteStore
 
 DEPARTMENTS = [

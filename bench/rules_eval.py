@@ -20,11 +20,11 @@ from typing import Any
 
 from sentinel.engine.anomaly import AnomalyEngine
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.rule import Rule
 from sentinel.engine.ruleset import RuleSet
 from sentinel.engine.state import StoreState
 from sentinel.models import Observation, ObservationStatus
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import Endpoint, Owner, Registry, System, Tier
 from sentinel.registry.scope import Scope
 from sentinel.store import SqliteStore

@@ -29,11 +29,11 @@ import yaml
 from aiohttp import web
 
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import Verdict
 from sentinel.findings.lifecycle import LifecycleEvent
 from sentinel.findings.tracker import FindingTracker
 from sentinel.models import Observation, ObservationStatus
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.loader import load_registry
 from sentinel.registry.models import Registry
 from sentinel.store import SqliteStore

@@ -9,15 +9,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sentinel.advisories.book import ADVISORIES_COMPONENT, AdvisoryBook
 from sentinel.config.settings import Settings
 from sentinel.engine.anomaly import AnomalyEngine
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
 from sentinel.engine.state import StoreState
 from sentinel.engine.state_schema import ENGINE_STATE_COMPONENT
@@ -26,7 +27,9 @@ from sentinel.findings.exceptions import RiskException, apply_exceptions, load_e
 from sentinel.findings.policy import FindingsSettings
 from sentinel.findings.tracker import FindingTracker
 from sentinel.models.finding import ACTIVE_STATUSES
+from sentinel.models.observer import Observer
 from sentinel.notify.digest import NOTIFY_COMPONENT
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.loader import load_registry
 from sentinel.registry.models import Registry
 from sentinel.sinks import OutboxSink, SweepOutcome, build_sinks
@@ -37,6 +40,7 @@ from sentinel.store import SqliteStore
 from sentinel.store.schema import SchemaComponent
 
 if TYPE_CHECKING:  # the collectors (aiohttp, raw sockets) load only when a sweep is planned or run
+    from sentinel.advisories import Advisory
     from sentinel.collectors.network import ScopedNetwork
     from sentinel.collectors.runner import PlannedJob, SweepProgress
     from sentinel.models import Finding, Observation
@@ -61,7 +65,21 @@ def utcnow() -> datetime:
 
 #: Every stage's store tables, applied when the store opens (the store itself knows only `core`). `es_outbox`
 #: moves a pre-issue-12 Elasticsearch queue into the shared outbox and keeps its names as views.
-SCHEMA_COMPONENTS: tuple[SchemaComponent, ...] = (ENGINE_STATE_COMPONENT, NOTIFY_COMPONENT, SINK_OUTBOX, ES_OUTBOX)
+SCHEMA_COMPONENTS: tuple[SchemaComponent, ...] = (
+    ENGINE_STATE_COMPONENT,
+    NOTIFY_COMPONENT,
+    SINK_OUTBOX,
+    ES_OUTBOX,
+    ADVISORIES_COMPONENT,
+)
+
+
+def stamped(observations: Sequence[Observation], observer: Observer) -> list[Observation]:
+    """The observations as this instance records them: with its site and vantage (collectors know neither)."""
+    site, vantage = observer.site, observer.vantage
+    return [
+        o if o.site == site and o.vantage is vantage else replace(o, site=site, vantage=vantage) for o in observations
+    ]
 
 
 def open_store(path: Path | str) -> SqliteStore:
@@ -94,6 +112,7 @@ class Sentinel:
         closing it leaves them to this one."""
         other = Sentinel(settings or self.settings, registry, self.clock, self._findings_policy, self.ship_inline)
         other.__dict__["rules"] = self.rules
+        other.__dict__["ruleset"] = self.ruleset
         other._shared_store = self.store
         other._outbox = self._outbox
         return other
@@ -102,7 +121,9 @@ class Sentinel:
     def registry(self) -> Registry:
         if self._registry is None:
             if self.settings.registry is None:
-                raise InputError([Problem("settings", None, "no registry given (--registry PATH or 'registry:')")])
+                raise InputError(
+                    [self.settings.locate(("registry",), "no registry given (--registry PATH or 'registry:')")]
+                )
             self._registry = load_registry(self.settings.registry)
         return self._registry
 
@@ -112,7 +133,41 @@ class Sentinel:
 
     @cached_property
     def rules(self) -> RuleSet:
+        """The rule files' rules (what `validate` checks before any packet; needs no store)."""
         return RuleSet(load_rules(self.rule_paths))
+
+    @cached_property
+    def ruleset(self) -> RuleSet:
+        """What ingest evaluates: the rule files' rules and one rule per early warning held in the store (a warning
+        received later applies from the sweep after `refresh_advisories`)."""
+        held = [a.to_rule() for a in AdvisoryBook(self.store).all(active_only=True)]
+        return RuleSet([*self.rules.rules, *held]) if held else self.rules
+
+    def refresh_advisories(self) -> None:
+        """The warnings held changed (issued, received, withdrawn): rebuild the rules ingest evaluates."""
+        for name in ("ruleset", "anomaly"):
+            self.__dict__.pop(name, None)
+
+    def receive_advisories(self) -> tuple[list[Advisory], list[str]]:
+        """Read every site's early warnings from the shared Elasticsearch cluster and keep the other sites' (new,
+        changed, withdrawn). Returns what changed here, and a line per cluster document that is not a warning."""
+        from sentinel.sinks.elasticsearch.advisories import fetch_advisories
+        from sentinel.sinks.elasticsearch.client import build_client
+        from sentinel.sinks.elasticsearch.settings import require_elasticsearch_settings
+        from sentinel.sinks.elasticsearch.templates import IndexNames
+
+        es = require_elasticsearch_settings(self.settings)
+        client = build_client(es)
+        try:
+            found, bad = fetch_advisories(client, IndexNames(es.index_prefix, es.site), es.url)
+        finally:
+            client.close()
+        received = AdvisoryBook(self.store).receive(found, self.settings.site, self.tracker, self.settings.actor)
+        if received:
+            self.refresh_advisories()
+            if self.ship_inline:
+                self.ship()
+        return received, bad
 
     @cached_property
     def store(self) -> SqliteStore:
@@ -127,7 +182,7 @@ class Sentinel:
 
     @cached_property
     def tracker(self) -> FindingTracker:
-        return FindingTracker(self.store)
+        return FindingTracker(self.store, self.settings.observer)
 
     @property
     def findings_policy(self) -> FindingsSettings:
@@ -144,7 +199,7 @@ class Sentinel:
     @cached_property
     def anomaly(self) -> AnomalyEngine:
         """The rule engine with memory; its state lives in the store so restarts keep baselines."""
-        return AnomalyEngine(self.rules, self.registry, StoreState(self.store))
+        return AnomalyEngine(self.ruleset, self.registry, StoreState(self.store))
 
     @cached_property
     def sinks(self) -> list[OutboxSink]:
@@ -188,6 +243,8 @@ class Sentinel:
         if only is not None:
             planned = [p for p in planned if only(p)]
         started = self.clock()
+        # A store that holds another site's or vantage's findings is refused before the first packet.
+        self.store.claim_identity(self.settings.observer, started)
         # The audit record goes in before the first packet.
         sweep_id = self.store.start_sweep(started, self.settings.actor, self.settings.fingerprint(), len(planned))
         own = net is None
@@ -202,7 +259,7 @@ class Sentinel:
             state.observations += len(found)
             state.errors += sum(1 for o in found if o.status.value == "error")
             # A preview from the stateless rules (rules with memory decide at the end of the sweep).
-            state.findings += sum(1 for v in self.rules.evaluate_stateless(found, self.registry) if v.present)
+            state.findings += sum(1 for v in self.ruleset.evaluate_stateless(found, self.registry) if v.present)
             if progress is not None:
                 progress(state)
             now = time.monotonic()
@@ -238,7 +295,11 @@ class Sentinel:
         with memory), merge the verdicts into findings, apply accepted risks and suppression expiry, and close
         the audit record; then publish to the sinks. `sweep`: the audit record (id, start) a sweep opened
         before its first packet; other sources get one here. `source` names where the observations came from
-        (`sweep`, `pcap:FILE`, `sniff:IFACE`) in that record."""
+        (`sweep`, `pcap:FILE`, `sniff:IFACE`) in that record. Every observation is stamped here with the
+        instance's site and vantage, and the store records them (adopting rows from before sites) the first time."""
+        observations = stamped(observations, self.settings.observer)
+        _ = self.registry  # loaded first: findings adopted by the claim are shipped with their registry metadata
+        self.store.claim_identity(self.settings.observer, now)
         if sweep is None:
             sweep = (self.store.start_sweep(now, self.settings.actor, self.settings.fingerprint(), 0, source), now)
         sweep_id, started = sweep
@@ -277,7 +338,15 @@ class Sentinel:
         return outcome
 
     def scan(self, progress: Callable[[SweepProgress], None] | None = None) -> SweepOutcome:
-        return asyncio.run(self.sweep(progress=progress))
+        # The outcome is not the main task's result: asyncio.run formats that task when it restores the SIGINT
+        # handler (CPython 3.11), and the repr of a sweep's observations cost a second and ~90 MB at 1,354 systems.
+        done: list[SweepOutcome] = []
+
+        async def main() -> None:
+            done.append(await self.sweep(progress=progress))
+
+        asyncio.run(main())
+        return done[0]
 
     async def recheck(self, finding_id: str, actor: str, net: ScopedNetwork | None = None) -> Finding:
         """复核: run the probe(s) that observe this finding's rule, for its system and target only, through the
@@ -290,7 +359,7 @@ class Sentinel:
         system = self.registry.system(finding.system_id)
         if system is None:
             raise RecheckError(f"system {finding.system_id} is not in the registry")
-        rule = next((r for r in self.rules.rules if r.id == finding.rule_id), None)
+        rule = next((r for r in self.ruleset.rules if r.id == finding.rule_id), None)
         if rule is None:
             raise RecheckError(f"rule {finding.rule_id} is not loaded")
         from sentinel.collectors import build_probes

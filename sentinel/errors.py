@@ -38,3 +38,7 @@ class InputError(SentinelError):
 
 class StoreError(SentinelError):
     """The embedded store cannot be opened or written (locked, full disk, newer schema)."""
+
+
+class CorruptStoreError(StoreError):
+    """The store file is damaged or is not an SQLite database: Sentinel neither reads nor writes it."""

@@ -237,7 +237,7 @@ def _shown_value(value: Any) -> str | None:
     return None
 
 
-def _describe(error: Any) -> str:
+def describe_error(error: Any) -> str:
     """One validation error as `loc: message`, naming the offending value (`tier: 'town' is not one of ...`)."""
     loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
     msg = str(error["msg"])
@@ -270,7 +270,7 @@ def validation_problems(
         line = line_of(data, loc)
         shown = dict(error)
         shown["loc"] = (*prefix, *loc)
-        problems.append(Problem(filename, line, _describe(shown)))
+        problems.append(Problem(filename, line, describe_error(shown)))
     return problems
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 ItemRule = Callable[[str, str | None, dict[str, Any]], int | None]
 
@@ -77,6 +77,14 @@ class EsState:
             self.indices[name] = found
         return found
 
+    def matching(self, expression: str) -> list[Index]:
+        """The indices an index expression names: comma-separated names and `*` patterns, as Elasticsearch reads it."""
+        out: list[Index] = []
+        for part in expression.split(","):
+            rule = re.escape(part).replace(r"\*", ".*")
+            out += [i for name, i in sorted(self.indices.items()) if re.fullmatch(rule, name) and i not in out]
+        return out
+
     def next_id(self) -> str:
         self._auto_id += 1
         return f"auto-{self._auto_id}"
@@ -85,7 +93,9 @@ class EsState:
 class EsDouble:
     """Start with `with EsDouble() as es:`; `es.url` is the cluster address."""
 
-    def __init__(self, port: int = 0, api_key: str | None = None) -> None:
+    def __init__(self, port: int = 0, api_key: str | None = None, host: str = "127.0.0.1") -> None:
+        """`host`: where it listens (a lab bridge address, for instances inside network namespaces)."""
+        self.host = host
         self.state = EsState()
         self.faults = Faults()
         self.api_key = api_key
@@ -98,7 +108,7 @@ class EsDouble:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return f"http://{self.host}:{self._port}"
 
     def start(self) -> EsDouble:
         double = self
@@ -106,7 +116,7 @@ class EsDouble:
         class Handler(_Handler):
             es = double
 
-        self._server = _QuietServer(("127.0.0.1", self._port), Handler)
+        self._server = _QuietServer((self.host, self._port), Handler)
         self._server.daemon_threads = True
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -132,12 +142,20 @@ class EsDouble:
 
     # -- what tests read ----------------------------------------------------------------------
     def docs(self, index: str) -> dict[str, dict[str, Any]]:
+        """The documents of an index, or of every index an expression names (`a,b`, `sentinel-findings-latest-*`):
+        document ids are per index, so a pattern over several indices keys them as `index/_id`."""
         with self.state.lock:
-            found = self.state.indices.get(index)
-            return {k: json.loads(v[1]) for k, v in found.docs.items()} if found else {}
+            found = self.state.matching(index)
+            if len(found) == 1 and found[0].name == index:
+                return {k: json.loads(v[1]) for k, v in found[0].docs.items()}
+            return {f"{i.name}/{k}": json.loads(v[1]) for i in found for k, v in i.docs.items()}
 
     def count(self, index: str) -> int:
         return len(self.docs(index))
+
+    def indices(self, pattern: str = "*") -> list[str]:
+        with self.state.lock:
+            return sorted(i.name for i in self.state.matching(pattern))
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -196,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         es = self.es
         raw = self._body()
         parts = urlsplit(self.path)
-        path = [p for p in parts.path.split("/") if p]
+        path = [unquote(p) for p in parts.path.split("/") if p]  # ids such as site:vantage:finding come quoted
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         es.requests.append((method, parts.path))
         if es.faults.delay:
@@ -317,25 +335,13 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {name: {"aliases": {}, "mappings": {}, "settings": {}}}
 
     def _search(self, name: str, what: str, raw: bytes) -> tuple[_Status, _Body]:
+        # Queries, sorting, paging and aggregations as Elasticsearch evaluates them: tests/support/es_query.py.
+        from tests.support import es_query
+
         body = json.loads(raw) if raw else {}
-        term = (body.get("query") or {}).get("term") or {}
-        with self.es.state.lock:
-            index = self.es.state.indices.get(name)
-            if index is None:
-                return 404, _error(404, "index_not_found_exception", f"no such index [{name}]")
-            sources = [(doc_id, json.loads(raw)) for doc_id, (_v, raw) in index.docs.items()]
-        hits = [(doc_id, src) for doc_id, src in sources if _matches(src, term)]
-        if what == "_count":
-            return 200, {"count": len(hits), "_shards": {"total": 1, "successful": 1, "failed": 0}}
-        size = int(body.get("size", 10))
-        return 200, {
-            "took": 1,
-            "timed_out": False,
-            "hits": {
-                "total": {"value": len(hits), "relation": "eq"},
-                "hits": [{"_index": name, "_id": i, "_source": s} for i, s in hits[:size]],
-            },
-        }
+        with self.es.state.lock:  # the documents as they are now; evaluated outside the lock
+            picked = es_query.pick(name, {i.name: i.docs for i in self.es.state.indices.values()})
+        return es_query.respond(picked, what, body)
 
     def _bulk(self, default_index: str | None, query: dict[str, str], raw: bytes) -> tuple[_Status, _Body]:
         es = self.es
@@ -379,6 +385,12 @@ class _Handler(BaseHTTPRequestHandler):
         if status is not None:
             kind = {429: "es_rejected_execution_exception", 400: "mapper_parsing_exception"}.get(status, "injected")
             return status, {**base, "error": {"type": kind, "reason": f"injected {status}"}}
+        if op == "delete":
+            found = state.indices.get(name)
+            if found is None or doc_id not in found.docs:
+                return 404, {**base, "result": "not_found"}
+            version = found.docs.pop(doc_id)[0] + 1
+            return 200, {**base, "_version": version, "result": "deleted"}
         template = state.template_for(name)
         is_stream = bool(template and "data_stream" in template)
         if is_stream and op != "create":

@@ -103,8 +103,9 @@ def test_capture_windows_are_audited_but_not_counted_as_sweeps(tmp_path: Path) -
         (record,) = app.store.sweeps()
         assert record["source"] == "sniff:lo" and record["finished_at"] is not None
         body = StoreExporter(app.store, REGISTRY).render(use_cache=False).decode()
-        assert 'sentinel_capture_window_packets_dropped{interface="lo"} 37' in body
-        assert 'sentinel_capture_window_packets_received{interface="lo"} 1037' in body
-        assert "sentinel_sweeps_completed_total 0" in body
+        who = 'site="default",vantage="internal"'  # the instance's defaults, recorded by its first ingest
+        assert f'sentinel_capture_window_packets_dropped{{{who},interface="lo"}} 37' in body
+        assert f'sentinel_capture_window_packets_received{{{who},interface="lo"}} 1037' in body
+        assert f"sentinel_sweeps_completed_total{{{who}}} 0" in body
     finally:
         app.close()

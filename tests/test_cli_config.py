@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_yamlio import shared_alias_bomb
+from tests.support.yaml_bombs import shared_alias_bomb
 
 EXAMPLE_REGISTRY = Path(__file__).resolve().parent.parent / "docs" / "examples" / "registry.yaml"
 

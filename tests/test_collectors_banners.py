@@ -19,9 +19,9 @@ from sentinel.collectors.runner import PlannedJob, run_job
 from sentinel.collectors.service_common import ServiceOptions
 from sentinel.config.settings import CollectorSettings
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
 from sentinel.models import Observation
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import Registry, System
 from sentinel.registry.scope import Scope
 
@@ -85,7 +85,7 @@ def _sweep(address: str, servers: dict[int, Server]) -> tuple[dict[int, Observat
     by_port = {int(o.data["port"]): o for o in observations}
     verdicts = {
         (v.rule.id, int(v.target.split(":")[1].split("/")[0])): v.present
-        for v in RULES.evaluate(observations, registry)
+        for v in RULES.evaluate_stateless(observations, registry)
     }
     return by_port, verdicts
 

@@ -29,9 +29,9 @@ from sentinel.demo.certs import self_signed
 from sentinel.demo.estate import free_port
 from sentinel.engine.anomaly import AnomalyEngine
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet, Verdict
 from sentinel.models import Observation
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import Owner, Registry, System, Tier
 from sentinel.registry.scope import Scope
 from tests.netns import require, require_tool

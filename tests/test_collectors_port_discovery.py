@@ -19,14 +19,14 @@ from sentinel.collectors.runner import PlannedJob, run_job
 from sentinel.collectors.top_ports import TOP_TCP_PORTS
 from sentinel.config.settings import CollectorSettings, Settings, load_settings
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
 from sentinel.errors import InputError
 from sentinel.models import Observation
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import Registry, System
 from sentinel.registry.scope import Scope
 from tests.netns import Host, netns_lab, require_tool
-from tests.test_scan_syn import LISTENER
+from tests.support.port_listener import LISTENER
 
 V4, V6 = "198.18.63.10", "fd00:5e17::20:6310"
 SILENT = "198.18.63.20"
@@ -80,7 +80,7 @@ async def discover(
 def verdict(obs: Observation, address: str) -> bool | None:
     rules = RuleSet(load_rules([shipped_rules_dir() / "ports"]))
     registry = Registry(systems=[system(address)], scope=SCOPE)
-    found = [v.present for v in rules.evaluate([obs], registry) if v.rule.id == "port_undeclared_open"]
+    found = [v.present for v in rules.evaluate_stateless([obs], registry) if v.rule.id == "port_undeclared_open"]
     return found[0] if found else None
 
 

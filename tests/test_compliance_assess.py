@@ -24,15 +24,13 @@ from sentinel.compliance import (
     ratios,
     select_frameworks,
 )
-from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
-from sentinel.engine.ruleset import RuleSet
 from sentinel.errors import InputError
 from sentinel.findings.lifecycle import LifecycleEvent
 from sentinel.findings.tracker import FindingTracker
 from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.loader import load_registry
 from sentinel.store import SqliteStore
+from tests.support.engine_lab import shipped_ruleset
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 REGISTRY = """
@@ -81,8 +79,8 @@ def estate(write_file: Callable[[str, str], Path], tmp_path: Path) -> tuple[Sqli
     store = SqliteStore(tmp_path / "s.db")
     observations = [port("portal", 3389, "open"), port("portal", 443, "open"), port("records", 443, "open")]
     store.save_observations(observations)
-    rules = RuleSet(load_rules([shipped_rules_dir()]))
-    FindingTracker(store).apply(rules.evaluate(observations, registry), NOW)
+    rules = shipped_ruleset()
+    FindingTracker(store).apply(rules.evaluate_stateless(observations, registry), NOW)
     return store, registry_file
 
 

@@ -3,59 +3,23 @@ survives a restart through the store."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sentinel.engine.anomaly import AnomalyEngine
-from sentinel.engine.rule import Rule
 from sentinel.engine.ruleset import RuleSet, Verdict
 from sentinel.engine.state import MemoryState, StoreState
 from sentinel.engine.stateful_spec import parse_duration
 from sentinel.models import Observation, ObservationStatus
-from sentinel.registry.models import Endpoint, Owner, Registry, System, Tier
-from sentinel.registry.scope import Scope
+from sentinel.registry.models import Tier
 from sentinel.store import SqliteStore
+from tests.support.engine_lab import LAB_REGISTRY, T0, make_registry, make_rule, make_system
+from tests.support.engine_lab import obs as lab_obs
 
-T0 = datetime(2026, 3, 2, tzinfo=UTC)
-
-
-def rule(**extra: Any) -> Rule:
-    base: dict[str, Any] = {
-        "id": "test_rule",
-        "title": "Test rule",
-        "severity": "high",
-        "category": "availability",
-        "observation": "http",
-        "condition": {"field": "reachable", "op": "eq", "value": False},
-        "remediation": "Fix it.",
-    }
-    base.update(extra)
-    return Rule.model_validate(base)
-
-
-def registry(*systems: tuple[str, str | None]) -> Registry:
-    return Registry(
-        scope=Scope(allow=["example.cn"]),
-        systems=tuple(
-            System(
-                id=sid,
-                name=sid,
-                owner=Owner(department="d"),
-                tier=Tier.DISTRICT,
-                mlps_level=3,
-                endpoints=[Endpoint(url="https://www.example.cn/")],
-                district=district,
-                tags=["e-gov"],
-            )
-            for sid, district in systems
-        ),
-    )
-
-
-REG = registry(("sys-a", "east"), ("sys-b", "east"))
+REG = make_registry(*(make_system(sid, tier=Tier.DISTRICT, district="east") for sid in ("sys-a", "sys-b")))
 
 
 def obs(at: datetime, system: str = "sys-a", target: str = "https://www.example.cn/", **data: Any) -> Observation:
@@ -77,7 +41,7 @@ def run(engine: AnomalyEngine, values: list[bool | None], start: datetime = T0) 
 
 
 def test_for_and_clear_after_hold_the_finding_steady() -> None:
-    engine = AnomalyEngine(RuleSet([rule(**{"for": 3, "clear_after": 2})]), REG)
+    engine = AnomalyEngine(RuleSet([make_rule(**{"for": 3, "clear_after": 2})]), REG)
     # pending, pending, open, unknown keeps it, held, held... cleared only after 2 negatives
     assert run(engine, [True, True, True, None, False, True, False, False]) == [
         "unknown", "unknown", "present", "unknown", "unknown", "present", "unknown", "absent",
@@ -85,7 +49,7 @@ def test_for_and_clear_after_hold_the_finding_steady() -> None:
 
 
 def test_flapping_is_its_own_finding() -> None:
-    engine = AnomalyEngine(RuleSet([rule(flapping={"changes": 3, "within": 5})]), REG)
+    engine = AnomalyEngine(RuleSet([make_rule(flapping={"changes": 3, "within": 5})]), REG)
     results = []
     for i, down in enumerate([True, False, True, False, False, False, False, False]):
         at = T0 + timedelta(minutes=5 * i)
@@ -96,7 +60,7 @@ def test_flapping_is_its_own_finding() -> None:
 
 
 def test_change_detects_new_ports_and_diffs_text() -> None:
-    ports = rule(
+    ports = make_rule(
         observation="host",
         change={"field": "open_ports", "learn": 2},
         condition={"field": "change.added", "op": "exists"},
@@ -110,7 +74,7 @@ def test_change_detects_new_ports_and_diffs_text() -> None:
     assert [outcome(v) for v in seen] == ["unknown", "unknown", "absent", "present"]
     assert seen[-1][0].evidence["change.added"] == [6379]
 
-    page = rule(
+    page = make_rule(
         id="page_rule",
         change={"field": "body_sha256", "diff": "body_text", "relearn_after": 2},
         condition={"field": "change.changed", "op": "eq", "value": True},
@@ -125,7 +89,7 @@ def test_change_detects_new_ports_and_diffs_text() -> None:
 
 
 def test_baseline_flags_a_jump_and_relearns_a_new_level() -> None:
-    slow = rule(
+    slow = make_rule(
         baseline={"field": "latency_ms", "learn": 5, "min_spread": 10},
         condition={"field": "baseline.score", "op": "ge", "value": 4},
     )
@@ -139,7 +103,7 @@ def test_baseline_flags_a_jump_and_relearns_a_new_level() -> None:
 
 
 def test_window_needs_full_days_then_compares_the_ratio() -> None:
-    weekly = rule(
+    weekly = make_rule(
         window={"days": 2, "min_per_day": 4, "ratio_at_least": 0.25},
         condition={"field": "reachable", "op": "eq", "value": False},
     )
@@ -155,8 +119,8 @@ def test_window_needs_full_days_then_compares_the_ratio() -> None:
 
 
 def test_absence_per_target_and_per_district() -> None:
-    silent = rule(id="silent_target", condition=None, absence={"after": "1h"})
-    district = rule(
+    silent = make_rule(id="silent_target", condition=None, absence={"after": "1h"})
+    district = make_rule(
         id="silent_district", condition=None, absence={"after": "1h", "scope": "district", "require_ok": True}
     )
     engine = AnomalyEngine(RuleSet([silent, district]), REG)
@@ -174,7 +138,7 @@ def test_absence_per_target_and_per_district() -> None:
 
 
 def test_state_survives_a_restart_in_the_store(tmp_path: Path) -> None:
-    rules = RuleSet([rule(**{"for": 3})])
+    rules = RuleSet([make_rule(**{"for": 3})])
     store = SqliteStore(tmp_path / "s.db")
     assert run(AnomalyEngine(rules, REG, StoreState(store)), [True, True]) == ["unknown", "unknown"]
     store.close()
@@ -186,8 +150,8 @@ def test_state_survives_a_restart_in_the_store(tmp_path: Path) -> None:
 
 def test_memory_state_round_trip_and_active_target_filter() -> None:
     backend = MemoryState()
-    plain = rule(id="plain_rule", condition={"field": "reachable", "op": "eq", "value": False})
-    engine = AnomalyEngine(RuleSet([plain, rule(**{"for": 2})]), REG, backend)
+    plain = make_rule(id="plain_rule", condition={"field": "reachable", "op": "eq", "value": False})
+    engine = AnomalyEngine(RuleSet([plain, make_rule(**{"for": 2})]), REG, backend)
     # With no finding open anywhere, "absent" verdicts are dropped; a problem is still reported.
     assert engine.evaluate([obs(T0, reachable=True)], T0, active_targets=set()) == []
     v = engine.evaluate([obs(T0, reachable=False)], T0, active_targets=set())
@@ -211,7 +175,7 @@ def test_memory_state_round_trip_and_active_target_filter() -> None:
 )
 def test_bad_stateful_rules_are_rejected(extra: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        rule(**extra)
+        make_rule(**extra)
 
 
 def test_durations() -> None:
@@ -220,3 +184,20 @@ def test_durations() -> None:
     assert parse_duration(30) == timedelta(seconds=30)
     with pytest.raises(ValueError):
         parse_duration("-1h")
+
+
+def test_when_guard_is_checked_before_the_memory_is_fed() -> None:
+    guarded = make_rule(
+        id="guarded_rule",
+        observation="web_integrity",
+        when={"field": "status_code", "op": "lt", "value": 400},
+        change={"field": "sha"},
+        condition={"field": "change.changed", "op": "eq", "value": True},
+    )
+    engine = AnomalyEngine(RuleSet([guarded]), LAB_REGISTRY)
+    target = "https://www.example.cn/"
+    seen = [
+        engine.evaluate([lab_obs(target, "web_integrity", status_code=code, sha=sha)], T0, {("sys-a", target)})
+        for code, sha in [(500, "error-page"), (200, "a"), (503, "other-error"), (200, "a")]
+    ]
+    assert [[v.present for v in s] for s in seen] == [[None], [None], [None], [False]]  # the error page never learned

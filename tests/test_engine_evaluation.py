@@ -5,7 +5,7 @@ and keeps nothing of a call but the rules' memory."""
 from __future__ import annotations
 
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,31 +16,16 @@ from sentinel.engine.rule import Rule
 from sentinel.engine.ruleset import RuleSet, Verdict
 from sentinel.engine.state import MemoryState, StoreState
 from sentinel.models import Observation, ObservationStatus
-from sentinel.registry.models import Endpoint, Owner, Registry, System, Tier
+from sentinel.registry.models import Registry
 from sentinel.registry.scope import Scope
 from sentinel.store import SqliteStore
 from sentinel.traffic.addresses import UNREGISTERED
 from sentinel.traffic.analyze import with_unregistered
+from tests.support.engine_lab import T0, make_registry, make_rule, make_system
 
-T0 = datetime(2026, 3, 2, tzinfo=UTC)
 WINDOW = timedelta(minutes=1)
 SCANNER = "203.0.113.9 -> *:22/tcp"
-REG = with_unregistered(
-    Registry(
-        scope=Scope(allow=["example.cn"]),
-        systems=(
-            System(
-                id="sys-a",
-                name="sys-a",
-                owner=Owner(department="d"),
-                tier=Tier.CITY,
-                mlps_level=3,
-                endpoints=[Endpoint(url="https://www.example.cn/")],
-                tags=["e-gov"],
-            ),
-        ),
-    )
-)
+REG = with_unregistered(make_registry(make_system("sys-a")))
 
 
 def scan_rule(**extra: Any) -> Rule:
@@ -48,7 +33,6 @@ def scan_rule(**extra: Any) -> Rule:
     base: dict[str, Any] = {
         "id": "traffic_scan_sustained",
         "title": "Sustained horizontal scan",
-        "severity": "high",
         "category": "threat",
         "observation": "traffic.portscan",
         "condition": {"field": "scan.hosts", "op": "ge", "value": 20},
@@ -56,8 +40,7 @@ def scan_rule(**extra: Any) -> Rule:
         "remediation": "Block the source.",
         "for": 3,
     }
-    base.update(extra)
-    return Rule.model_validate(base)
+    return make_rule(**{**base, **extra})
 
 
 def scan(window: int, hosts: int = 40, system_id: str = UNREGISTERED) -> Observation:
@@ -129,17 +112,7 @@ def test_unregistered_systems_are_ignored_unless_the_registry_names_them() -> No
 
 def test_a_call_leaves_nothing_of_itself_on_the_engine() -> None:
     """Active targets are the call's: the next call without them gets every definite verdict again."""
-    http_rule = Rule.model_validate(
-        {
-            "id": "http_down",
-            "title": "Site down",
-            "severity": "high",
-            "category": "availability",
-            "observation": "http",
-            "condition": {"field": "reachable", "op": "eq", "value": False},
-            "remediation": "Fix it.",
-        }
-    )
+    http_rule = make_rule(id="http_down", title="Site down")
     engine = AnomalyEngine(RuleSet([http_rule]), REG, MemoryState())
     up = Observation("http", "sys-a", "https://www.example.cn/", T0, "http", ObservationStatus.OK, {"reachable": True})
     assert engine.evaluate([up], T0, active_targets=set()) == []  # nothing open: the absent verdict is skipped

@@ -12,9 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from sentinel.cli.findings_cmd import findings
-from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
-from sentinel.engine.ruleset import RuleSet
 from sentinel.errors import InputError
 from sentinel.findings.exceptions import apply_exceptions, load_exceptions
 from sentinel.findings.policy import FindingsSettings, due_at, is_overdue
@@ -23,6 +20,7 @@ from sentinel.models import FindingStatus, Observation, ObservationStatus, Sever
 from sentinel.registry.models import Endpoint, Owner, Registry, System, Tier
 from sentinel.registry.scope import Scope
 from sentinel.store import SqliteStore
+from tests.support.engine_lab import shipped_ruleset
 
 Write = Callable[[str, str], Path]
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -55,7 +53,7 @@ exceptions:
 
 
 def sweep(tracker: FindingTracker, at: datetime, open_ports: list[int]) -> None:
-    rules = RuleSet(load_rules([shipped_rules_dir()]))
+    rules = shipped_ruleset()
     observations = [
         Observation(
             "port",
@@ -68,7 +66,7 @@ def sweep(tracker: FindingTracker, at: datetime, open_ports: list[int]) -> None:
         )
         for p in (443, 8080, 8443)
     ]
-    tracker.apply(rules.evaluate(observations, REGISTRY), at)
+    tracker.apply(rules.evaluate_stateless(observations, REGISTRY), at)
 
 
 def test_due_dates_and_overdue_follow_the_sla(tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
-"""The tracker's operator action `accept_baseline` (issue 11): an audited way to end a change/baseline finding
-by making the changed value the rule's new learned value, from the CLI and the web API."""
+"""findings/tracker.py, the only writer of finding state: a finding resolves only on evidence that the condition is
+gone (issue 11, defect 2), driven through the engine, the tracker and the store as `Sentinel.sweep` does them; the
+audited `accept_baseline` action from the CLI and the web API; and a stale copy that cannot overwrite a newer state.
+
+A precondition that fails (`when:`), an error observation, a feature still learning or missing its field all leave
+the finding as it is, marked stale; a change or a baseline is never relearned away while it is reported."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -14,19 +18,138 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from sentinel.cli.findings_cmd import findings
+from sentinel.engine.ruleset import Verdict
+from sentinel.engine.state import StoreState
 from sentinel.findings.lifecycle import InvalidTransitionError, LifecycleEvent
+from sentinel.findings.tracker import FindingTracker
 from sentinel.models import FindingStatus
+from sentinel.store import SqliteStore
 from sentinel.web.auth import Authenticator, Role, UserSettings
 from sentinel.web.server import WebContext, add_web_routes
-from tests.test_engine_guard import REG, SHIPPED, Lab, obs
+from tests.support.engine_lab import LAB_REGISTRY, T0, Lab, make_rule, obs, shipped_rules
 
+HTTP = "http://www.example.cn/"
+
+
+def test_redirect_finding_is_not_resolved_while_the_site_is_down(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "s.db", shipped_rules()["http_redirects_to_https"])
+    lab.sweep(obs(HTTP, scheme="http", reachable=True, redirects_to_https=False))
+    found = lab.finding("http_redirects_to_https", HTTP)
+    assert found is not None and found.status == FindingStatus.OPEN and not found.is_stale
+    confirmed = found.last_seen
+
+    # The site goes down: the probe reports an error observation, then a plain "unreachable" one.
+    lab.sweep(obs(HTTP, status="error", scheme="http", reachable=False, error_kind="connect"))
+    lab.sweep(obs(HTTP, scheme="http", reachable=False))
+    found = lab.finding("http_redirects_to_https", HTTP)
+    assert found is not None and found.status == FindingStatus.OPEN  # not resolved
+    assert found.is_stale and found.stale_since == T0 + timedelta(minutes=10)
+    assert found.last_seen == confirmed  # "last confirmed at"
+    assert found.to_dict()["stale_since"] is not None
+
+    # Back up, still without redirect: the same finding, confirmed again, no "regression".
+    lab.sweep(obs(HTTP, scheme="http", reachable=True, redirects_to_https=False))
+    found = lab.finding("http_redirects_to_https", HTTP)
+    assert found is not None and found.status == FindingStatus.OPEN and not found.regression
+    assert not found.is_stale and found.occurrences == 2
+    events = lab.store.finding_events(found.id)
+    assert [e["to_status"] for e in events] == ["open"]
+
+    # Fixed: now it resolves, on evidence.
+    lab.sweep(obs(HTTP, scheme="http", reachable=True, redirects_to_https=True))
+    found = lab.finding("http_redirects_to_https", HTTP)
+    assert found is not None and found.status == FindingStatus.RESOLVED
+
+
+def test_an_error_observation_never_clears_a_finding(tmp_path: Path) -> None:
+    # A condition that a bare error observation makes false (the field is there, the probe could not look).
+    plain = make_rule(id="plain_rule", condition={"field": "missing_header", "op": "eq", "value": True})
+    gated = make_rule(id="gated_rule", condition={"field": "missing_header", "op": "eq", "value": True}, clear_after=2)
+    lab = Lab(tmp_path / "s.db", plain, gated)
+    lab.sweep(obs(HTTP, missing_header=True))
+    for _ in range(3):
+        lab.sweep(obs(HTTP, status="error", missing_header=False, error_kind="timeout"))
+    for rule_id in ("plain_rule", "gated_rule"):
+        found = lab.finding(rule_id, HTTP)
+        assert found is not None and found.status == FindingStatus.OPEN and found.is_stale, rule_id
+    lab.sweep(obs(HTTP, missing_header=False))
+    lab.sweep(obs(HTTP, missing_header=False))
+    assert all(
+        (f := lab.finding(r, HTTP)) is not None and f.status == FindingStatus.RESOLVED
+        for r in ("plain_rule", "gated_rule")
+    )
+
+
+def test_defacement_stays_open_until_the_page_is_restored(tmp_path: Path) -> None:
+    page = "https://www.example.cn/"
+    lab = Lab(tmp_path / "s.db", shipped_rules()["web_content_changed"])
+    good = {"content.normalized_sha256": "aa", "content.normalized_text": "欢迎访问\n政务公开"}
+    bad = {"content.normalized_sha256": "bb", "content.normalized_text": "hacked by x\n政务公开"}
+    lab.sweep(obs(page, "web_integrity", **good))
+    for _ in range(6):  # well past the old `relearn_after: 3`
+        lab.sweep(obs(page, "web_integrity", **bad))
+    found = lab.finding("web_content_changed", page)
+    assert found is not None and found.status == FindingStatus.OPEN and found.occurrences == 6
+    assert "+hacked by x" in found.evidence["change.diff"]
+    lab.sweep(obs(page, "web_integrity", status="error", error_kind="protocol", status_code=503))
+    found = lab.finding("web_content_changed", page)
+    assert found is not None and found.status == FindingStatus.OPEN and found.is_stale
+    lab.sweep(obs(page, "web_integrity", **good))
+    found = lab.finding("web_content_changed", page)
+    assert found is not None and found.status == FindingStatus.RESOLVED
+
+
+def test_a_change_rule_missing_its_field_cannot_tell(tmp_path: Path) -> None:
+    ports = make_rule(
+        id="ports_rule",
+        observation="host",
+        change={"field": "open_ports"},
+        condition={"field": "change.added", "op": "exists"},
+    )
+    lab = Lab(tmp_path / "s.db", ports)
+    lab.sweep(obs("h", "host", open_ports=[443]))
+    lab.sweep(obs("h", "host", open_ports=[443, 6379]))
+    assert (f := lab.finding("ports_rule", "h")) is not None and f.status == FindingStatus.OPEN
+    lab.sweep(obs("h", "host", status="error", error_kind="timeout"))  # no open_ports: `exists` would read false
+    lab.sweep(obs("h", "host", reachable=False))
+    assert (f := lab.finding("ports_rule", "h")) is not None and f.status == FindingStatus.OPEN and f.is_stale
+
+
+def test_a_baseline_does_not_relearn_an_anomaly_it_reports(tmp_path: Path) -> None:
+    slow = make_rule(
+        id="slow_rule",
+        baseline={"field": "latency_ms", "learn": 5, "min_spread": 10},
+        condition={
+            "all": [
+                {"field": "baseline.score", "op": "ge", "value": 4},
+                {"field": "latency_ms", "op": "gt", "value": 500},
+            ]
+        },
+    )
+    lab = Lab(tmp_path / "s.db", slow)
+    for v in [100, 110, 95, 105, 100, 102]:
+        lab.sweep(obs(HTTP, latency_ms=v))
+    for _ in range(12):  # more than `learn` outliers in a row
+        lab.sweep(obs(HTTP, latency_ms=900))
+    assert (f := lab.finding("slow_rule", HTTP)) is not None and f.status == FindingStatus.OPEN and f.occurrences == 12
+    lab.sweep(obs(HTTP, latency_ms=104))
+    assert (f := lab.finding("slow_rule", HTTP)) is not None and f.status == FindingStatus.RESOLVED
+
+    # A shift the condition does not flag (under 500 ms) is still absorbed as the new level.
+    for _ in range(8):
+        lab.sweep(obs(HTTP, latency_ms=300))
+    state = StoreState(lab.store).load()[("slow_rule", "sys-a", HTTP)]
+    assert state["bl"]["m"] > 250  # relearned at the new level
+
+
+# -- accept_baseline --------------------------------------------------------------------------------------------
 PAGE = "https://www.example.cn/"
 GOOD = {"content.normalized_sha256": "aa", "content.normalized_text": "欢迎访问\n政务公开"}
 NEW = {"content.normalized_sha256": "cc", "content.normalized_text": "欢迎访问\n新栏目"}
 
 
 def defaced(tmp_path: Path) -> Lab:
-    lab = Lab(tmp_path / "s.db", SHIPPED["web_content_changed"], SHIPPED["http_redirects_to_https"])
+    lab = Lab(tmp_path / "s.db", shipped_rules()["web_content_changed"], shipped_rules()["http_redirects_to_https"])
     lab.sweep(obs(PAGE, "web_integrity", **GOOD))
     lab.sweep(obs(PAGE, "web_integrity", **NEW))
     lab.sweep(obs(PAGE, "web_integrity", **NEW))
@@ -90,7 +213,7 @@ def test_cli_accept_baseline_and_stale_display(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     assert "now resolved" in done.output
     lab.store.close()
-    lab = Lab(tmp_path / "s.db", SHIPPED["web_content_changed"])
+    lab = Lab(tmp_path / "s.db", shipped_rules()["web_content_changed"])
     lab.now += timedelta(hours=1)
     lab.sweep(obs(PAGE, "web_integrity", **NEW))
     after = lab.finding("web_content_changed", PAGE)
@@ -108,7 +231,7 @@ def test_web_api_accept_baseline_for_operators_only(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         app = web.Application()
-        add_web_routes(app, WebContext(lab.store, REG, Authenticator(users, secret=b"s" * 32)))
+        add_web_routes(app, WebContext(lab.store, LAB_REGISTRY, Authenticator(users, secret=b"s" * 32)))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -136,3 +259,18 @@ def test_web_api_accept_baseline_for_operators_only(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert lab.store.finding_events(found.id)[-1]["actor"] == "olga"
+
+
+def test_a_stale_copy_cannot_overwrite_a_newer_state(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    rules = shipped_rules()
+    FindingTracker(store).apply(
+        [Verdict(rules["tls_cert_not_expired"], "portal", "t:443", True, {})], datetime.now(UTC)
+    )
+    (stale,) = store.list_findings()
+    other = SqliteStore(tmp_path / "s.db")
+    (fresh,) = other.list_findings()
+    FindingTracker(other).act(fresh, LifecycleEvent.RESOLVE, "alice", "fixed", datetime.now(UTC))
+    with pytest.raises(InvalidTransitionError):  # decided on the stored row (resolved), not the stale copy (open)
+        FindingTracker(store).act(stale, LifecycleEvent.ACKNOWLEDGE, "bob", "late", datetime.now(UTC))
+    assert store.get_finding(stale.id).status.value == "resolved"  # type: ignore[union-attr]

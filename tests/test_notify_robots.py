@@ -1,4 +1,5 @@
-"""notify/robots.py: each chat robot gets its own format (no raw `###`/`**` in Feishu), within its size limit."""
+"""notify/robots.py (and the mail text of notify/render.py): each chat robot gets its own format (no raw `###`/`**` in
+Feishu) within its size limit, and the Chinese title and remediation of each rule without markup."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from pathlib import Path
 from sentinel.models import Finding, FindingStatus, Severity
 from sentinel.notify.digest import Digest, Event, Recipient
 from sentinel.notify.notifier import Notifier
+from sentinel.notify.render import plain_text
 from sentinel.notify.robots import dingtalk, feishu, wecom
 from sentinel.notify.settings import NotifySettings
 from sentinel.store import SqliteStore
-from tests.test_notify import REGISTRY, T0, Hooks, hooks, seed
-
-__all__ = ["hooks"]  # the fixture, shared with test_notify
+from tests.support.engine_lab import shipped_rules
+from tests.support.notify_lab import REGISTRY, T0, Hooks, rule_digest, seed
 
 
 def _finding(i: int, severity: Severity = Severity.HIGH) -> Finding:
@@ -103,3 +104,22 @@ def test_robots_receive_their_own_format_over_http(tmp_path: Path, hooks: str) -
     assert "timestamp=" in by_path["/dingtalk"][0] and "sign=" in by_path["/dingtalk"][0]
     assert by_path["/dingtalk"][1]["msgtype"] == "markdown" and by_path["/wecom"][1]["msgtype"] == "markdown"
     store.close()
+
+
+def test_zh_robots_and_mail_show_the_chinese_title_and_remediation_without_markup() -> None:
+    rules = [shipped_rules()["tls_weak_suites_rejected"], shipped_rules()["https_hsts_enabled"]]
+    d = rule_digest(*rules)
+    weak = rules[0]
+    contents = [
+        wecom(d, REGISTRY, "zh")["markdown"]["content"],
+        dingtalk(d, REGISTRY, "zh")["markdown"]["text"],
+        "\n".join(e["text"]["content"] for e in feishu(d, REGISTRY, "zh")["card"]["elements"] if e["tag"] == "div"),
+        plain_text(d, REGISTRY, "zh"),
+    ]
+    for text in contents:
+        assert weak.title_zh in text and rules[1].title_zh in text
+        assert "整改建议" in text and weak.remediation_zh[:40] in text
+        assert weak.title not in text and "`" not in text
+    english = wecom(d, REGISTRY, "en")["markdown"]["content"]
+    assert weak.title in english and weak.title_zh not in english and "`" not in english
+    assert "nginx ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;" in plain_text(d, REGISTRY, "en")  # backticks gone

@@ -1,4 +1,5 @@
-"""`sentinel registry import` on big and hostile CSV files: streamed, bounded, with progress and clear refusals."""
+"""registry/csv_import.py and `sentinel registry import`: the owners' spreadsheet (Chinese headers) round-trips through
+the validator; big and hostile CSV files are streamed, bounded, with progress and clear refusals."""
 
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ from bench.registry_import import generate
 from sentinel.cli import registry_cmd
 from sentinel.cli.main import main
 from sentinel.errors import InputError
-from sentinel.registry.csv_import import ImportLimits, emit_item, import_csv, import_csv_to
+from sentinel.registry.csv_import import ImportLimits, csv_to_registry, emit_item, import_csv, import_csv_to
 from sentinel.registry.loader import build_registry
 from sentinel.yamlio import load_yaml_text
 
 SCOPE = ["--scope", "10.0.0.0/8", "--scope", "gov.example.cn"]
+
+CSV = """系统编号,系统名称,责任部门,联系人,邮箱,层级,等保级别,关键信息基础设施,网址,IP地址,端口,标签
+city-portal,市政务服务门户,市大数据管理中心,张工,ops@example.cn,市级,三级,是,https://portal.gov.example.cn/,10.20.1.5,22;443,e-gov
+district-mail,区政务邮件,区政务服务中心,李工,mail@example.cn,district,2,否,,10.20.8.25,25，465,mail
+"""
 
 
 def test_a_big_csv_streams_in_flat_memory(tmp_path: Path) -> None:
@@ -111,3 +117,21 @@ _VALUES = st.recursive(
 def test_the_fast_emitter_round_trips_through_the_yaml_loader(system: dict[str, object]) -> None:
     """The importer writes YAML by hand for speed: whatever a CSV cell holds must read back unchanged."""
     assert load_yaml_text(emit_item(system), "out.yaml") == [system]
+
+
+def test_csv_import_round_trips_through_the_validator() -> None:
+    text = csv_to_registry(CSV, "systems.csv", scope=["10.20.0.0/16", "gov.example.cn"])
+    reg = build_registry([("out.yaml", load_yaml_text(text, "out.yaml"))])
+    assert [s.id for s in reg.systems] == ["city-portal", "district-mail"]
+    assert reg.systems[0].tier.value == "city" and reg.systems[0].mlps_level == 3 and reg.systems[0].cii
+    assert reg.systems[1].endpoints[0].ports == [25, 465]
+
+
+def test_csv_import_infers_the_narrowest_scope_and_reports_csv_lines(tmp_path: Path) -> None:
+    text = csv_to_registry(CSV, "systems.csv")
+    assert "10.20.1.5/32" in text and "portal.gov.example.cn" in text
+    bad = CSV + "bad-one,坏系统,某部门,,not-an-email,区级,九级,否,,10.20.9.9,,\n"
+    with pytest.raises(InputError) as err:
+        csv_to_registry(bad, "systems.csv")
+    assert {p.line for p in err.value.problems} == {4}, err.value.problems
+    assert main(["registry", "import", str(tmp_path / "nope.csv")]) == 2

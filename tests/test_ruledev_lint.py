@@ -8,7 +8,7 @@ import pytest
 
 from sentinel.cli.main import main
 from sentinel.collectors import BUILTIN_PROBES
-from sentinel.engine.paths import shipped_rules_dir
+from sentinel.paths import shipped_rules_dir
 from sentinel.ruledev.kinds import literal_kinds, observation_kinds
 from sentinel.ruledev.lint import lint
 

@@ -15,7 +15,7 @@ from sentinel.sinks.elasticsearch.schema import OUTBOX
 from sentinel.sinks.jsonl import JsonLinesSink
 from sentinel.sinks.outbox import install_sinks, outbox_stats
 from sentinel.sinks.shipper import Shipper
-from tests.test_es_scenarios import make_finding
+from tests.support.findings import make_finding
 
 
 def sink(tmp_path: Path) -> JsonLinesSink:

@@ -28,7 +28,7 @@ from sentinel.sinks.shipper import Shipper, ShipReport
 from sentinel.sinks.syslog import SyslogSink
 from sentinel.store import SqliteStore
 from tests.netns import require_tool
-from tests.test_es_scenarios import make_finding
+from tests.support.findings import make_finding
 
 LOOPBACK = "127.0.0.1"
 ID = re.compile(r' id="([0-9a-f]{64})"')

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from bench.pcap_mixes import generate
+from bench.pcapgen import PcapWriter, icmp_echo
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
 from sentinel.models import Observation
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import Registry
 from sentinel.registry.scope import Scope
 from sentinel.traffic.analyze import Analyzer, analyze_file, with_unregistered
@@ -27,7 +28,6 @@ from sentinel.traffic.detectors.floods import SourceBudget, SourceCounts, SynFlo
 from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
 from sentinel.traffic.isolate import analyze_batch, analyze_isolated
 from sentinel.traffic.table import U64Index, U64Set
-from sentinel.traffic.writer import PcapWriter, icmp_echo
 
 FIXTURES = Path(__file__).resolve().parents[1] / "rules" / "tests" / "traffic"
 EMPTY = Registry(scope=Scope(), systems=())

@@ -14,17 +14,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bench.pcapgen import PcapWriter, dns_query, tcp
 from sentinel.cli.pcap_cmd import pcap, sniff
+from sentinel.collectors.protocols.dnsmsg import parse_question
 from sentinel.errors import InputError
 from sentinel.models import Finding
 from sentinel.registry.models import Registry
 from sentinel.registry.scope import Scope
 from sentinel.traffic.analyze import observations_from_pcap, with_unregistered
-from sentinel.traffic.detectors.dns import base_domain, entropy, parse_query
+from sentinel.traffic.detectors.dns import base_domain, entropy
 from sentinel.traffic.intel import ThreatIntel, load_intel
 from sentinel.traffic.isolate import analyze_isolated
 from sentinel.traffic.pii import classify, valid_resident_id
-from sentinel.traffic.writer import PcapWriter, dns_query, tcp
 from tests.netns import require_root
 
 FIXTURES = Path(__file__).resolve().parents[1] / "rules" / "tests" / "traffic"
@@ -163,8 +164,8 @@ def test_personal_data_and_dns_helpers() -> None:
     assert classify(b"13800138000") == ("mobile", "138******00")
     assert classify(b"12345678901") is None
     assert classify(b"11010519491231002X") == ("id", "1101************2X")
-    assert parse_query(dns_query("a.b.example.com", 16)) == ("a.b.example.com", 16)
-    assert parse_query(b"\x00" * 5) is None
+    assert parse_question(dns_query("a.b.example.com", 16)) == ("a.b.example.com", 16)
+    assert parse_question(b"\x00" * 5) is None
     assert base_domain(["x", "portal", "gov", "cn"]) == "portal.gov.cn"
     assert entropy("aaaa") == 0.0 and entropy("abcd") == 2.0
 
@@ -204,3 +205,28 @@ def test_sniff_on_loopback_sees_a_port_scan(tmp_path: Path) -> None:
     findings = json.loads(result.stdout if hasattr(result, "stdout") else result.output)
     scan = next(f for f in findings if f["rule_id"] == "traffic_portscan_vertical")
     assert scan["target"] == "127.0.0.1 -> 127.0.0.1" and scan["system_id"] == "unregistered"
+
+
+START_UP = """
+import sys
+import sentinel.cli.main, sentinel.cli.pcap_cmd
+heavy = ("sentinel.app", "sentinel.engine.ruleset", "sentinel.store", "sentinel.config.settings", "rich")
+print(sorted(name for name in heavy if name in sys.modules))
+"""
+
+
+def test_the_front_end_imports_no_composition_root_settings_or_rendering() -> None:
+    """`sentinel pcap analyze` starts a capture's child before it needs the rules, the store, the settings or
+    rich: the front end and the pcap commands leave them to be imported when used."""
+    out = subprocess.run([sys.executable, "-c", START_UP], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_registry_named_only_in_the_settings_file_is_the_one_used(tmp_path: Path) -> None:
+    (tmp_path / "registry.yaml").write_text(REGISTRY)
+    (tmp_path / "sentinel.yaml").write_text("registry: registry.yaml\n")  # relative to the settings file
+    args = ["analyze", str(FIXTURES / "ftp_bruteforce.pcap"), "--config", str(tmp_path / "sentinel.yaml")]
+    code, out, _ = invoke([*args, "--store", str(tmp_path / "s.db"), "--format", "json"])
+    assert code == 0
+    findings = json.loads(out)
+    assert findings and {f["system_id"] for f in findings} == {"portal"}

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet, Verdict
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.loader import load_registry
 from sentinel.registry.models import Registry
 from sentinel.traffic.analyze import analyze_file, with_unregistered
@@ -251,7 +251,7 @@ RULES = RuleSet(load_rules([shipped_rules_dir() / "traffic"]))
 
 def detections(lab: Lab, pcap: Path, intel: ThreatIntel | None = None) -> list[Verdict]:
     observations = analyze_file(pcap, lab.registry, intel or ThreatIntel()).observations
-    present = [v for v in RULES.evaluate(observations, with_unregistered(lab.registry)) if v.present]
+    present = [v for v in RULES.evaluate_stateless(observations, with_unregistered(lab.registry)) if v.present]
     for v in present:  # every detection names both ends
         assert "source_ip" in v.evidence and "destination_ip" in v.evidence, v
     return present

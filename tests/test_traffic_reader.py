@@ -17,6 +17,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, CookedLinux, Ether
 from scapy.utils import PcapNgWriter, PcapWriter, rdpcap
 
+from bench.pcapgen import PcapWriter as FastWriter
+from bench.pcapgen import tcp
 from sentinel.registry.models import Registry
 from sentinel.registry.scope import Scope
 from sentinel.traffic.addresses import AddressBook
@@ -24,8 +26,6 @@ from sentinel.traffic.analyze import analyze_file
 from sentinel.traffic.capture import CaptureError, CaptureReader
 from sentinel.traffic.decode import decode
 from sentinel.traffic.intel import ThreatIntel
-from sentinel.traffic.writer import PcapWriter as FastWriter
-from sentinel.traffic.writer import tcp
 
 FIXTURES = Path(__file__).resolve().parents[1] / "rules" / "tests" / "traffic"
 EMPTY = Registry(scope=Scope(), systems=())

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import Registry
 from sentinel.registry.scope import Scope
 from sentinel.traffic.analyze import with_unregistered
@@ -91,7 +91,7 @@ def test_sniff_sees_what_tcpdump_sees_during_an_nmap_burst(hosts: tuple[NetnsLab
     assert result.dropped == 0 and not result.lossy
     assert result.packets >= expected * 0.99, (result.packets, expected)
     assert result.received >= result.packets
-    present = [v for v in RULES.evaluate(result.observations, with_unregistered(EMPTY)) if v.present]
+    present = [v for v in RULES.evaluate_stateless(result.observations, with_unregistered(EMPTY)) if v.present]
     scan = next(v for v in present if v.rule.id == "traffic_portscan_vertical")
     assert scan.target == f"{ATTACKER} -> {VICTIM}" and scan.evidence["capture.dropped"] == 0
     health = next(o for o in result.observations if o.kind == "traffic.capture")
@@ -119,6 +119,6 @@ def test_a_capture_that_cannot_keep_up_reports_its_drops(hosts: tuple[NetnsLab, 
     # every detection of the window carries the loss
     others = [o for o in result.observations if o.kind != "traffic.capture"]
     assert others and all(o.data["capture.dropped"] == result.dropped for o in others)
-    present = [v for v in RULES.evaluate(result.observations, with_unregistered(EMPTY)) if v.present]
+    present = [v for v in RULES.evaluate_stateless(result.observations, with_unregistered(EMPTY)) if v.present]
     lossy = next(v for v in present if v.rule.id == "traffic_capture_lossy")
     assert lossy.evidence["capture.dropped"] == result.dropped and lossy.target == f"capture {iface}"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
 from sentinel.models import Observation
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import Registry
 from sentinel.registry.scope import Scope
 from sentinel.traffic.analyze import analyze_file, with_unregistered
@@ -57,7 +57,7 @@ def sentinel(capture: str) -> tuple[Observation, ...]:
 
 
 def present(capture: str, rule_id: str) -> dict[str, dict[str, object]]:
-    verdicts = RULES.evaluate(list(sentinel(capture)), with_unregistered(EMPTY))
+    verdicts = RULES.evaluate_stateless(list(sentinel(capture)), with_unregistered(EMPTY))
     return {v.target: v.evidence for v in verdicts if v.present and v.rule.id == rule_id}
 
 

@@ -1,4 +1,8 @@
-"""Shared CLI plumbing: settings options on every command, output formats, error → exit code."""
+"""Shared CLI plumbing: settings options on every command, output formats, error → exit code.
+
+The composition root, the settings and rich are imported where they are used: every command imports this
+module, and `sentinel pcap analyze` starts its analysis before it needs any of them.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,19 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from sentinel.app import Sentinel
-from sentinel.config.settings import Settings, load_settings
 from sentinel.errors import InputError, Problem
 from sentinel.models import Finding, Severity
-from sentinel.registry.sharding import parse_shard, shard_registry
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sentinel.app import Sentinel
+    from sentinel.config.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +65,8 @@ def registry_option(help_text: str = "Registry file or folder.") -> Callable[[F]
 
 
 def build_settings(config_file: Path | None, **flags: Any) -> Settings:
+    from sentinel.config.settings import load_settings
+
     if config_file is not None and not config_file.exists():
         raise click.BadParameter(f"{config_file}: no such file", param_hint="--config")
     return load_settings(config_file, flags)
@@ -68,6 +75,8 @@ def build_settings(config_file: Path | None, **flags: Any) -> Settings:
 def build_app(config_file: Path | None, *, existing_store: bool = False, **flags: Any) -> Sentinel:
     """The composition root for one command (it opens the store only when first used). Commands that read
     what earlier runs recorded pass `existing_store=True`."""
+    from sentinel.app import Sentinel
+
     app = Sentinel(build_settings(config_file, **flags))
     if existing_store:
         require_store(app.settings)
@@ -90,6 +99,8 @@ def require_store(settings: Settings) -> None:
 
 
 def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
     out = Console(stderr=stderr, highlight=False, soft_wrap=False)
     if not out.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
         out = Console(stderr=stderr, highlight=False, soft_wrap=False, width=160)
@@ -105,6 +116,9 @@ def age(then: datetime, now: datetime | None = None) -> str:
 
 
 def findings_table(findings: Sequence[Finding], title: str | None = None) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, show_lines=False, header_style="bold")
     table.add_column("ID", no_wrap=True)
     table.add_column("Severity", no_wrap=True)
@@ -138,6 +152,8 @@ CSV_COLUMNS = (
     "category",
     "system_id",
     "target",
+    "site",
+    "vantage",
     "status",
     "first_seen",
     "last_seen",
@@ -186,6 +202,8 @@ def shard_option(func: F) -> F:
 
 
 def _check_shard(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    from sentinel.registry.sharding import parse_shard
+
     if value is None:
         return None
     try:
@@ -196,6 +214,9 @@ def _check_shard(_ctx: click.Context, _param: click.Parameter, value: str | None
 
 def apply_shard(app: Sentinel, shard: tuple[int, int] | None) -> Sentinel:
     """The same application restricted to the systems of one shard."""
+    from sentinel.app import Sentinel
+    from sentinel.registry.sharding import shard_registry
+
     if shard is None:
         return app
     return Sentinel(app.settings, registry=shard_registry(app.registry, *shard))

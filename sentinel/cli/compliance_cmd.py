@@ -24,8 +24,11 @@ from sentinel.compliance import (
     natural_key,
     select_frameworks,
 )
+from sentinel.compliance.assess import DEFAULT_MAX_AGE
 from sentinel.compliance.ratio import GroupBy
-from sentinel.registry.models import Registry
+from sentinel.config.settings import Settings
+from sentinel.registry.models import Registry, System
+from sentinel.sinks.elasticsearch.estate import EstateSelection, EstateUnavailableError, open_estate
 
 VERDICT_STYLE = {
     ComplianceVerdict.NON_COMPLIANT: "bold red",
@@ -34,6 +37,9 @@ VERDICT_STYLE = {
     ComplianceVerdict.NOT_ASSESSED: "magenta",
     ComplianceVerdict.NOT_APPLICABLE: "dim",
 }
+
+#: exit status when the shared cluster cannot be read (as `sentinel sinks ship`)
+EXIT_UNREACHABLE = 3
 
 frameworks_option = click.option(
     "--frameworks",
@@ -94,6 +100,15 @@ AUTO_SYSTEM_GROUPING = 20
     help=f"How to aggregate the summary (default: system up to {AUTO_SYSTEM_GROUPING} systems, else department).",
 )
 @click.option("--details", is_flag=True, help="Also list verdict rows (implied by --system/--department/--tier/...).")
+@click.option(
+    "--estate",
+    is_flag=True,
+    help="Read every site's findings and observations from the shared Elasticsearch cluster (sinks.elasticsearch) "
+    "instead of the local store; the registry is the city's, with every district's systems.",
+)
+@click.option(
+    "--site", "sites", multiple=True, help="With --estate: only this site's systems and evidence (repeatable)."
+)
 @click.option("--all", "show_all", is_flag=True, help="Details: also list not_assessed and not_applicable rows.")
 @click.option(
     "--format",
@@ -118,15 +133,20 @@ def status(
     controls: tuple[str, ...],
     group_by: GroupBy | None,
     details: bool,
+    estate: bool,
+    sites: tuple[str, ...],
     show_all: bool,
     fmt: str,
 ) -> int:
     """Summary of verdicts (framework × group × verdict counts); details and JSON with filters.
 
     The ratio is no_remote_finding / applicable requirements; not_assessed counts against it."""
+    if sites and not estate:
+        raise click.BadParameter("sites are read from the shared cluster: add --estate", param_hint="--site")
     app = build_app(
-        config_file, existing_store=True, store=store, registry=registry_path, rules=list(rule_paths) or None
+        config_file, existing_store=not estate, store=store, registry=registry_path, rules=list(rule_paths) or None
     )
+    chosen: EstateSelection | None = None
     try:
         frameworks = select_frameworks(load_frameworks(list(framework_paths) or None), framework_ids, international)
         registry = app.registry
@@ -148,11 +168,14 @@ def status(
             and (not departments or s.owner.department in departments)
             and (not tiers or s.tier.value in tiers)
         ]
-        group: GroupBy = group_by or ("system" if len(selected) <= AUTO_SYSTEM_GROUPING else "department")
         now = datetime.now(UTC)
+        if estate:
+            chosen = estate_selection(app.settings, registry, selected, sites, now)
+            selected = [s for s in selected if s.id in set(chosen.system_ids)]
+        group: GroupBy = group_by or ("system" if len(selected) <= AUTO_SYSTEM_GROUPING else "department")
         with ProgressReporter("compliance status", len(selected)) as progress:
             stream = iter_assess(
-                app.store,
+                app.store if chosen is None else chosen.source.as_store(),
                 registry,
                 frameworks,
                 now,
@@ -168,7 +191,12 @@ def status(
             counters, table, hidden = _collect(
                 stream, registry, group, wanted, listing, show_all or bool(verdict_filter)
             )
+    except EstateUnavailableError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_UNREACHABLE) from None
     finally:
+        if chosen is not None:
+            chosen.close()
         app.close()
     out = console()
     if table is not None:
@@ -178,6 +206,29 @@ def status(
             out.print(f"not listed: {shown} (--all or --verdict to list them)")
     out.print(_summary(counters, group))
     return EXIT_OK
+
+
+def estate_selection(
+    settings: Settings, registry: Registry, selected: list[System], sites: tuple[str, ...], now: datetime
+) -> EstateSelection:
+    """The cluster's findings and observations for the selected systems (with --site: those the sites recorded);
+    a note on stderr for systems the cluster has and the registry lacks."""
+    chosen = open_estate(
+        settings,
+        [s.id for s in registry.systems],
+        [s.id for s in selected],
+        sites,
+        now - DEFAULT_MAX_AGE,
+        settings.findings,
+    )
+    if chosen.unregistered:
+        shown = ", ".join(chosen.unregistered[:10]) + (" ..." if len(chosen.unregistered) > 10 else "")
+        click.echo(
+            f"note: {len(chosen.unregistered)} system(s) in the cluster are not in this registry, so they are not "
+            f"assessed (the city's registry should hold every district's systems): {shown}",
+            err=True,
+        )
+    return chosen
 
 
 def _row_filter(verdicts: tuple[str, ...], controls: tuple[str, ...]) -> Callable[[ControlVerdict], bool]:

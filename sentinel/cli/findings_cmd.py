@@ -183,6 +183,7 @@ def show(finding_id: str, config_file: Path | None, store: Path | None, fmt: str
         ("category", f.category),
         ("system", f.system_id),
         ("target", f.target),
+        ("seen from", f"site {f.site}, vantage {f.vantage}" if f.vantage else "before sites (not yet adopted)"),
         ("status", f.status.value + (" (regression)" if f.regression else "")),
         ("first seen", f.first_seen.isoformat()),
         ("last seen", f.last_seen.isoformat()),

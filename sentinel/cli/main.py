@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sqlite3
 import sys
 
 import click
@@ -20,6 +21,7 @@ COMMANDS = {
     "run": "sentinel.cli.run_cmd:run",
     "serve": "sentinel.cli.serve_cmd:serve",
     "findings": "sentinel.cli.findings_cmd:findings",
+    "advisory": "sentinel.cli.advisory_cmd:advisory",
     "alerts": "sentinel.cli.alerts_cmd:alerts",
     "compliance": "sentinel.cli.compliance_cmd:compliance",
     "notify": "sentinel.cli.notify_cmd:notify",
@@ -68,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
+    except sqlite3.DatabaseError as exc:  # damage first met on a read after the store opened (quick_check passed)
+        click.echo(
+            f"error: the store could not be read ({exc}); it may be damaged: restore it from a backup, or check it "
+            "with: sqlite3 FILE 'PRAGMA integrity_check'",
+            err=True,
+        )
         return EXIT_USAGE
     except click.exceptions.Exit as exc:
         return exc.exit_code

@@ -31,7 +31,7 @@ def notify(registry_path: Path | None, config_file: Path | None, store: Path | N
         raise click.UsageError("no channel configured: set notify.smtp and/or notify.webhooks in sentinel.yaml")
     require_store(app.settings)
     try:
-        report = Notifier(settings, app.registry, app.store, policy=app.findings_policy, rules=app.rules.by_id).run(
+        report = Notifier(settings, app.registry, app.store, policy=app.findings_policy, rules=app.ruleset.by_id).run(
             datetime.now(UTC), dry_run=dry_run
         )
     finally:

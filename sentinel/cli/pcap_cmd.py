@@ -1,14 +1,19 @@
-"""`sentinel pcap analyze FILE...` and `sentinel sniff`: passive traffic analysis turned into findings."""
+"""`sentinel pcap analyze FILE...` and `sentinel sniff`: passive traffic analysis turned into findings.
+
+Imports are made where they are needed, in the order the analysis needs them: the capture's child starts
+before the rules engine, the store and the output code are even imported, which the parent then does
+on another core while the child works.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from sentinel.app import Sentinel
 from sentinel.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -21,14 +26,13 @@ from sentinel.cli.common import (
 from sentinel.cli.common import (
     registry_option as common_registry_option,
 )
-from sentinel.cli.progress import ProgressReporter
 from sentinel.errors import InputError, Problem
 from sentinel.models import Finding, Observation
-from sentinel.registry.models import Registry
-from sentinel.registry.scope import Scope
-from sentinel.traffic.analyze import with_unregistered
-from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
-from sentinel.traffic.isolate import analyze_batch
+
+if TYPE_CHECKING:
+    from sentinel.app import Sentinel
+    from sentinel.registry.models import Registry
+    from sentinel.traffic.intel import ThreatIntel
 
 registry_option = common_registry_option(
     "Registry file or folder (without one, every host is reported as unregistered)."
@@ -50,12 +54,31 @@ intel_option = click.option(
 
 
 def load_registry_or_empty(app: Sentinel) -> Registry:
+    from sentinel.registry.models import Registry
+    from sentinel.registry.scope import Scope
+
     if app.settings.registry is None:
         return Registry(scope=Scope(), systems=())
     return app.registry
 
 
+def early_registry(registry_path: Path | None, config_file: Path | None) -> Registry | None:
+    """The registry, when it can be known before the settings are: named on the command line (or by
+    SENTINEL_REGISTRY, which click reads for --registry), or neither named nor possible (no settings
+    file). None when only the settings file can tell."""
+    from sentinel.registry.models import Registry
+    from sentinel.registry.scope import Scope
+
+    if registry_path is not None:
+        from sentinel.registry.loader import load_registry
+
+        return load_registry(registry_path)
+    return Registry(scope=Scope(), systems=()) if config_file is None else None
+
+
 def load_intel_lists(paths: Sequence[Path]) -> ThreatIntel:
+    from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
+
     if paths:
         return load_intel(list(paths))
     shipped = shipped_intel_dir()
@@ -65,6 +88,8 @@ def load_intel_lists(paths: Sequence[Path]) -> ThreatIntel:
 def findings_from(app: Sentinel, registry: Registry, observations: list[Observation], source: str) -> list[Finding]:
     """The traffic's observations through the one ingest path (every rule, rules with memory included, accepted
     risks, the audit record naming `source`, the sinks); the findings this traffic showed."""
+    from sentinel.traffic.analyze import with_unregistered
+
     traffic = app.sibling(with_unregistered(registry))
     try:
         changes = traffic.ingest(observations, app.clock(), source).changes
@@ -103,28 +128,41 @@ def analyze(
     fmt: str,
 ) -> int:
     """Analyse capture FILES; detections become findings attributed to registered systems by address."""
-    app = build_app(config_file, registry=registry_path, store=store, rules=list(rule_paths) or None)
+    from sentinel.traffic.isolate import analyze_batch
+
+    # the first capture's child starts as soon as the registry is known: when the command line names it,
+    # before the settings, rules and store are loaded, which then happens beside it on another core
+    registry = early_registry(registry_path, config_file)
+    app: Sentinel | None = None
+    if registry is None:
+        app = build_app(config_file, registry=registry_path, store=store, rules=list(rule_paths) or None)
     try:
-        registry = load_registry_or_empty(app)
-        intel = load_intel_lists(intel_paths)
-        # the first capture's child starts here; rules and store are made ready beside it, on another core
-        outcomes = analyze_batch(list(files), registry, intel, time_limit, memory_limit)
-        observations: list[Observation] = []
-        packets, failed = 0, 0
-        err = console(stderr=True)
-        with closing(outcomes), ProgressReporter("analysing captures", len(files)) as progress:
-            _ = app.rules
-            _ = app.tracker
-            for outcome in outcomes:
-                progress.advance()
-                for warning in outcome.warnings:
-                    err.print(f"warning: {warning}", markup=False)
-                if outcome.error is not None:
-                    failed += 1
-                    err.print(f"{outcome.path}: {outcome.error}", markup=False)
-                    continue
-                packets += outcome.packets
-                observations.extend(outcome.observations)
+        if registry is None:
+            assert app is not None
+            registry = load_registry_or_empty(app)
+        outcomes = analyze_batch(list(files), registry, load_intel_lists(intel_paths), time_limit, memory_limit)
+        with closing(outcomes):
+            if app is None:
+                app = build_app(config_file, registry=registry_path, store=store, rules=list(rule_paths) or None)
+            from sentinel.cli.progress import ProgressReporter
+
+            observations: list[Observation] = []
+            packets, failed = 0, 0
+            err = console(stderr=True)
+            with ProgressReporter("analysing captures", len(files)) as progress:
+                _ = app.rules
+                _ = app.tracker
+                for outcome in outcomes:
+                    progress.advance()
+                    for warning in outcome.warnings:
+                        err.print(f"warning: {warning}", markup=False)
+                    if outcome.error is not None:
+                        failed += 1
+                        err.print(f"{outcome.path}: {outcome.error}", markup=False)
+                        continue
+                    packets += outcome.packets
+                    observations.extend(outcome.observations)
+        assert app is not None
         found = findings_from(app, registry, observations, "pcap:" + ",".join(str(f) for f in files)[:190])
         if fmt == "table":
             console().print(
@@ -134,7 +172,8 @@ def analyze(
         render_findings(found, fmt, title="Findings in the captured traffic")
         return EXIT_USAGE if failed else EXIT_OK
     finally:
-        app.close()
+        if app is not None:
+            app.close()
 
 
 @click.command()

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sentinel.app import Sentinel
 from sentinel.cli.common import EXIT_FINDINGS, EXIT_OK, build_app, registry_option, settings_options
+from sentinel.cli.compliance_cmd import estate_selection
 from sentinel.cli.progress import ProgressReporter
 from sentinel.compliance.assess import iter_assess, select_frameworks
 from sentinel.compliance.frameworks import Framework, load_frameworks
+from sentinel.registry.models import Registry
 from sentinel.reports.build import DEFAULT_DETAIL_LIMIT, CoverInput, Scope, build_report
 from sentinel.reports.manifest import verify_manifest, write_manifest
 from sentinel.reports.model import ReportData
@@ -21,6 +23,13 @@ from sentinel.reports.oscal import catalog
 from sentinel.reports.pdf import Chromium
 from sentinel.reports.render import FORMATS, ReportError, split_path, write_report
 from sentinel.reports.text import beijing
+from sentinel.sinks.elasticsearch.estate import EstateSelection, EstateUnavailableError
+
+if TYPE_CHECKING:
+    from sentinel.store import SqliteStore
+
+#: exit status when the shared cluster cannot be read (as `sentinel sinks ship`)
+EXIT_UNREACHABLE = 3
 
 
 @click.group()
@@ -73,6 +82,13 @@ def parse_local(text: str | None, option: str) -> datetime | None:
 @click.option("--report-number", default="", help="Report number for the cover (default SEN-<date>-<scope digest>).")
 @click.option("--split", type=click.Choice(["department"]), help="One report file per department.")
 @click.option(
+    "--estate",
+    is_flag=True,
+    help="Read every site's findings and observations from the shared Elasticsearch cluster (sinks.elasticsearch) "
+    "instead of the local store; the registry is the city's, with every district's systems.",
+)
+@click.option("--site", "sites", multiple=True, help="With --estate: only the systems this site recorded (repeatable).")
+@click.option(
     "--detail-limit",
     type=click.IntRange(0),
     default=DEFAULT_DETAIL_LIMIT,
@@ -98,9 +114,13 @@ def compliance(
     assessor: str,
     report_number: str,
     split: str | None,
+    estate: bool,
+    sites: tuple[str, ...],
     detail_limit: int,
 ) -> int:
     """Write the MLPS compliance report, with a SHA-256 manifest beside it."""
+    if sites and not estate:
+        raise click.BadParameter("sites are read from the shared cluster: add --estate", param_hint="--site")
     scope = Scope(
         tuple(department),
         tuple(tier),
@@ -111,8 +131,9 @@ def compliance(
     )
     if scope.since and scope.until and scope.since >= scope.until:
         raise click.BadParameter("--since must be before --until", param_hint="--since")
-    app = build_app(config_file, existing_store=True, registry=registry_path, store=store)
+    app = build_app(config_file, existing_store=not estate, registry=registry_path, store=store)
     written: list[tuple[Path, ReportData, Path]] = []
+    chosen: EstateSelection | None = None
     try:
         registry = app.registry
         fws = select_frameworks(load_frameworks(), frameworks, international)
@@ -123,9 +144,17 @@ def compliance(
         if unknown:
             raise click.BadParameter(f"not in the registry: {', '.join(unknown)}", param_hint="--department/--system")
         selected = [s for s in registry.systems if scope.selects(s)]
+        now = scope.until or datetime.now(UTC)
+        source: SqliteStore | None = None  # the app's store, unless --estate
+        if estate and selected:
+            chosen = estate_selection(app.settings, registry, selected, sites, now)
+            kept = set(chosen.system_ids)
+            # the report covers the systems the chosen sites recorded: the registry narrowed to them
+            narrowed = tuple(s for s in registry.systems if s.id in kept)
+            registry = Registry(scope=registry.scope, systems=narrowed, sources=registry.sources)
+            selected, source = [s for s in selected if s.id in kept], chosen.source.as_store()
         if not selected:
             raise click.BadParameter("no registered system matches the given filters", param_hint="--tier/--level")
-        now = scope.until or datetime.now(UTC)
         cover = CoverInput(organisation, assessor, report_number)
         parts: list[tuple[Scope, Path]] = [(scope, output)]
         if split == "department":
@@ -135,7 +164,7 @@ def compliance(
         try:
             with ProgressReporter("report", len(selected)) as progress:
                 for part_scope, path in parts:
-                    data = _one(app, fws, part_scope, now, lang, cover, detail_limit, progress)
+                    data = _one(app, fws, part_scope, now, lang, cover, detail_limit, progress, registry, source)
                     progress.stage(f"writing {path.name}", 1)
                     write_report(data, fmt, path, browser)
                     progress.advance()
@@ -153,7 +182,12 @@ def compliance(
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"{output}: cannot write: {exc.strerror or exc}") from None
+    except EstateUnavailableError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_UNREACHABLE) from None
     finally:
+        if chosen is not None:
+            chosen.close()
         app.close()
     for path, data, manifest in written:
         counts = data.verdict_counts
@@ -180,12 +214,16 @@ def _one(
     cover: CoverInput,
     detail_limit: int,
     progress: ProgressReporter,
+    registry: Registry | None = None,
+    source: SqliteStore | None = None,
 ) -> ReportData:
-    registry = app.registry
+    """One report; `registry` and `source` default to the app's (--estate: see compliance_cmd.estate_selection)."""
+    registry = app.registry if registry is None else registry
+    store = app.store if source is None else source
     rules = app.rules.rules
     selected = [s.id for s in registry.systems if scope.selects(s)]
     verdicts = iter_assess(
-        app.store, registry, fws, now, rules=rules, system_ids=selected, on_system=lambda _s: progress.advance()
+        store, registry, fws, now, rules=rules, system_ids=selected, on_system=lambda _s: progress.advance()
     )
     info: dict[tuple[str, str], tuple[str, str]] = {
         (fw.framework, r.id): (r.title, r.text) for fw in fws for r in fw.requirements
@@ -193,7 +231,7 @@ def _one(
     by_id: dict[str, Any] = {r.id: r for r in rules}
     return build_report(
         registry,
-        app.store,
+        store,
         verdicts,
         scope,
         now,

@@ -8,9 +8,9 @@ import click
 
 from sentinel.cli.common import EXIT_FINDINGS, EXIT_OK, console
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.ruleset import RuleSet
 from sentinel.errors import InputError
+from sentinel.paths import shipped_rules_dir
 from sentinel.ruledev.fixtures import FixtureRunner, load_fixtures
 from sentinel.ruledev.lint import lint as lint_rules
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -84,7 +86,10 @@ def scan(
         shown = _sweep_findings(app, outcome)
         if fmt == "table":
             _summary(app, outcome)
-        render_findings(shown, fmt, title="Findings after this sweep")
+        if fmt == "json":
+            write_json(shown)
+        else:
+            render_findings(shown, fmt, title="Findings after this sweep")
         if fail_on is not None:
             threshold = Severity(fail_on)
             if any(f.status.is_active and f.severity.at_least(threshold) for f in shown):
@@ -92,6 +97,19 @@ def scan(
         return EXIT_OK
     finally:
         app.close()
+
+
+def write_json(findings: Sequence[Finding]) -> None:
+    """The findings as the JSON list `render_findings` prints (the same bytes), written one finding at a time:
+    a sweep of a large estate no longer builds its whole output in memory."""
+    if not findings:
+        click.echo("[]")
+        return
+    click.echo("[")
+    for i, finding in enumerate(findings):
+        text = json.dumps(finding.to_dict(), ensure_ascii=False, indent=2)
+        click.echo(("" if i == 0 else ",\n") + "  " + text.replace("\n", "\n  "), nl=False)
+    click.echo("\n]")
 
 
 def _sweep_findings(app: Sentinel, outcome: SweepOutcome) -> list[Finding]:

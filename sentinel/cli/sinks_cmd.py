@@ -22,7 +22,7 @@ def _chosen(sinks: list[OutboxSink], name: str | None) -> list[OutboxSink]:
     chosen = [s for s in sinks if s.name == name]
     if not chosen:
         configured = ", ".join(s.name for s in sinks) or "none"
-        raise InputError([Problem("settings", None, f"sinks: '{name}' is not configured (configured: {configured})")])
+        raise InputError([Problem("--sink", None, f"'{name}' is not configured (configured sinks: {configured})")])
     return chosen
 
 

@@ -20,8 +20,8 @@ vulnerable / vulnerable_count / cves when a version is known; `unidentified` car
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.network import ScopedNetwork
@@ -81,6 +81,14 @@ def _greeting_complete(raw: bytes) -> bool:
 class BannerProbe(Probe):
     name = "banners"
     kind = "banner"
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "banner": frozenset(
+            {"host", "port", "protocol", "declared", "address", "service", "error_kind", "reachable", "method"}
+            | {"expected_service", "banner", "banner_bytes", "tls", "product", "version", "version_disclosed"}
+            | {"cleartext_login", "ssh.protocol", "telnet.options", "smtp.code", "ftp.code", "http.status"}
+            | {"powered_by.product", "powered_by.version", "vulnerable", "vulnerable_count", "cves"}
+        )
+    }
     Options = ServiceOptions
     legacy_keys = SERVICE_LEGACY_KEYS
 

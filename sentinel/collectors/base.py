@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from sentinel.collectors.network import ScopedNetwork
     from sentinel.config.settings import CollectorSettings
 
+#: what `runner._failed` puts on the error observation of a job that failed outright (out of scope, timed out)
+RUNNER_ERROR_FIELDS = frozenset({"host", "error_kind", "reachable"})
+
 #: "sweep": in the default `collectors.probes` (so `sentinel scan` and `sentinel run`); "run": only in `sentinel
 #: run`'s default (`run.extra_probes`), on its own longer interval; "opt_in": only when listed
 Schedule = Literal["sweep", "run", "opt_in"]
@@ -54,6 +57,20 @@ class Probe(ABC):
     schedule: ClassVar[Schedule] = "sweep"
     #: deprecated flat keys of `collectors:` that set one of its options: {old key: option}
     legacy_keys: ClassVar[Mapping[str, str]] = {}
+    #: a sweep plans lower phases first (shuffled within each), and runs each phase with job slots of its own:
+    #: raw-packet probes (port scan, echo) are phase 0, so a full sweep's port part ends about when a port-only
+    #: sweep would, while the conversations of phase 1 use the connection budget from the start
+    phase: ClassVar[int] = 1
+    #: the `data` fields it reports, per observation kind: what rules may read. `sentinel rules lint` checks every
+    #: field a rule reads against them; tests/test_ruledev_fields.py runs the probes to keep them true.
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {}
+
+    @classmethod
+    def reported_fields(cls) -> dict[str, frozenset[str]]:
+        """`fields`, with what the runner adds to an error observation of `kind`."""
+        out = dict(cls.fields)
+        out[cls.kind] = out.get(cls.kind, frozenset()) | RUNNER_ERROR_FIELDS
+        return out
 
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings

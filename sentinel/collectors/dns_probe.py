@@ -90,6 +90,15 @@ class DnsOptions(ProbeOptions):
 class DnsProbe(Probe):
     name = "dns"
     kind = "dns"
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "dns": frozenset(
+            {"name", "error_kind", "resolvers", "resolvers_answered", "resolvers_failed", "resolvers_disagree"}
+            | {"rcode", "resolves", "answers", "a", "aaaa", "cnames", "answers_by_resolver", "aaaa_present"}
+            | {"registered_addresses", "unexpected_addresses", "answers_unexpected", "resolve_ms", "resolve_ms_max"}
+            | {"method", "caa.present", "caa.owner", "caa.records", "mail.domain", "spf.present", "spf.record"}
+            | {"spf.all", "spf.count", "dmarc.present", "dmarc.record", "dmarc.policy", "dmarc.enforced"}
+        )
+    }
     Options = DnsOptions
     legacy_keys: ClassVar[Mapping[str, str]] = {"dns_resolvers": "resolvers"}
 

@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from sentinel.collectors.http_timing import WireClock
-from sentinel.collectors.http_wire import HttpProtocolError, TlsHandshakeError, WireResponse, wire_get
+from sentinel.collectors.http_wire import HttpProtocolError, TlsHandshakeError, WirePool, WireResponse, wire_get
 from sentinel.collectors.network import CircuitOpen, OutOfScope, ScopedNetwork, jsonable_headers
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -112,9 +112,11 @@ async def scoped_get(
     max_bytes: int,
     timeout: aiohttp.ClientTimeout,
     max_redirects: int = 0,
+    pool: WirePool | None = None,
 ) -> Fetched:
     """GET `url`, following at most `max_redirects` in-scope redirects. `timeout.total` bounds each request,
-    `timeout.sock_connect` its connection.
+    `timeout.sock_connect` its connection. With `pool`, requests reuse the job's keep-alive connections (and
+    `latency_ms` is None when the first one did).
 
     Raises OutOfScope when the first hop is out of scope, TimeoutError / OSError (TlsHandshakeError,
     HttpProtocolError, ...) when the target does not answer; the caller turns those into error observations.
@@ -129,7 +131,14 @@ async def scoped_get(
         await net.admit(address)
         clock = first if hop == 0 else WireClock()
         async with wire_get(
-            net, address, url, clock=clock, tls_context=http_tls_context(), connect_timeout=connect, total_timeout=total
+            net,
+            address,
+            url,
+            clock=clock,
+            tls_context=http_tls_context(),
+            connect_timeout=connect,
+            total_timeout=total,
+            pool=pool,
         ) as resp:
             net.report_http_status(address, resp.status, resp.headers.get("Retry-After"))
             cookies.extend(resp.headers.getall("Set-Cookie", [])[: MAX_COOKIES - len(cookies)])

@@ -21,9 +21,9 @@ failed (`tls.error` says why), so the site is reachable, `tls.handshake_ok` fals
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 from sentinel.collectors.base import Probe, ProbeJob
@@ -45,6 +45,16 @@ from sentinel.registry.models import System
 class HttpProbe(Probe):
     name = "http"
     kind = "http"
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "http": frozenset(
+            {"url", "scheme", "host", "redirect.out_of_scope", "redirect.out_of_scope_reason", "reachable"}
+            | {"tcp.connected", "tls.handshake_ok", "tls.error", "status_code", "status_class", "http.ok"}
+            | {"http.server_error", "http.client_error", "available", "latency_ms", "timing.connect_ms"}
+            | {"timing.headers_ms", "final_url", "final_scheme", "redirects", "redirect_count", "redirect_limit"}
+            | {"redirects_to_https", "headers", "server", "powered_by", "hsts", "hsts_present", "content_type"}
+            | {"body_bytes", "body_sha256", "body_truncated", "error_kind", "failed_url"}
+        )
+    }
 
     def plan(self, system: System) -> Iterable[ProbeJob]:
         for endpoint in system.endpoints:

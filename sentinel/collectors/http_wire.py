@@ -6,6 +6,10 @@ through (scope, circuit breaker, rate limits); it checks the address against the
 `connect()` and connects to nothing else: no resolver, no pool, no redirects of its own (the probes re-admit
 every hop). At most `max_connections` of these connections are open per ScopedNetwork at once.
 
+A `WirePool` lets the untimed requests of one job (the path checks of http_security) reuse keep-alive connections
+to the same origin instead of paying a TCP and TLS handshake each; the timed request of the http probe never uses
+one, so its timing is always that of a fresh connection, as curl's.
+
 HTTP/1.1 framing is h11's (sans-IO, strict, bounded header size); TLS is the ssl module's over memory BIOs, so
 the same socket reads serve both. Bodies are decoded (gzip, deflate) as aiohttp's `auto_decompress` did, and
 bounded after decoding.
@@ -14,11 +18,13 @@ bounded after decoding.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
 import weakref
 import zlib
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,6 +41,10 @@ RECV_BYTES = 65_536
 _ANC_BYTES = socket.CMSG_SPACE(16)
 MAX_HEADER_BYTES = 65_536  # h11 refuses a status line plus headers larger than this
 ACCEPT_ENCODING = "gzip, deflate"  # what aiohttp asked for without brotli installed; decoded below
+#: keep-alive connections a pool opens to one origin at most (browsers open six)
+POOL_PER_ORIGIN = 4
+#: the most of an answer's unread body a pooled connection reads and drops to be reused: less than a handshake costs
+DRAIN_BYTES = 65_536
 
 _slots: weakref.WeakKeyDictionary[ScopedNetwork, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
@@ -107,6 +117,34 @@ class _Connection:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+        #: bytes of an answer have arrived in this request cycle (a reused connection that fails before any did
+        #: was closed by the server between requests: the request may be sent again)
+        self.answered = False
+        self._framed = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    @property
+    def reusable(self) -> bool:
+        """The last answer was read to its end and neither side asked to close."""
+        return self._http.our_state is h11.DONE and self._http.their_state is h11.DONE
+
+    @property
+    def drainable(self) -> bool:
+        """The answer's body was left unread part way, on a connection that could then take another request."""
+        return self._framed and self._http.our_state is h11.DONE and self._http.their_state is h11.SEND_BODY
+
+    def reuse(self, clock: WireClock, deadline: float) -> None:
+        """Ready a `reusable` connection for its next request, timed on `clock` and bounded by `deadline`."""
+        self._http.start_next_cycle()
+        self._clock, self._deadline, self.answered = clock, deadline, False
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._sock.close()
 
     async def _ready(self, readable: bool) -> None:
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -120,14 +158,27 @@ class _Connection:
             self._loop.add_reader(fd, wake)
         else:
             self._loop.add_writer(fd, wake)
+        # One timer per deadline, not one per wait (a request waits several times; at tens of thousands of requests
+        # a sweep, re-arming a timeout for each wait was a tenth of the HTTP path's time).
+        if self._timer is None or self._timer_at != self._deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = self._loop.call_at(self._deadline, self._expire), self._deadline
+        self._waiter = waiter
         try:
-            async with asyncio.timeout_at(self._deadline):
-                await waiter
+            await waiter
         finally:
+            self._waiter = None
             if readable:
                 self._loop.remove_reader(fd)
             else:
                 self._loop.remove_writer(fd)
+
+    def _expire(self) -> None:
+        """The deadline passed: the wait in progress (or the next one, at once) raises TimeoutError."""
+        self._timer = None
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(TimeoutError())
 
     async def connect(self, address: str, port: int, connect_deadline: float) -> None:
         target: tuple[str, int] | tuple[str, int, int, int] = (
@@ -225,7 +276,9 @@ class _Connection:
                 event = self._http.next_event()
                 if event is not h11.NEED_DATA:
                     return event
-                self._http.receive_data(await self._recv())
+                data = await self._recv()
+                self.answered = self.answered or bool(data)  # HTTP bytes, not TLS records such as close_notify
+                self._http.receive_data(data)
         except h11.RemoteProtocolError as exc:
             raise HttpProtocolError(f"not a readable HTTP/1.1 answer: {exc}") from None
 
@@ -243,8 +296,22 @@ class _Connection:
                     (name.decode("latin-1"), value.decode("utf-8", "replace"))
                     for name, value in event.headers.raw_items()
                 )
+                # a body framed by its length or by chunks, on a connection neither side closes, can be drained
+                connection = fields.get("Connection", "").lower()
+                framed = "Content-Length" in fields or "chunked" in fields.get("Transfer-Encoding", "").lower()
+                self._framed = event.http_version == b"1.1" and "close" not in connection and framed
                 return WireResponse(event.status_code, fields, self)
             raise HttpProtocolError(f"the server closed the connection before answering ({type(event).__name__})")
+
+    async def drain(self, limit: int) -> None:
+        """Read and drop what is left of the answer (at most `limit` bytes), so the connection can be reused."""
+        left = limit
+        while self._http.their_state is h11.SEND_BODY and left > 0:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                left -= len(event.data)
+            elif not isinstance(event, h11.EndOfMessage):
+                return
 
     async def read_body(self, limit: int, decoder: _Decoder) -> tuple[bytes, bool]:
         body = bytearray()
@@ -272,6 +339,91 @@ def _host_header(url: URL) -> str:
     return url.host_port_subcomponent or ""
 
 
+Origin = tuple[str, int, bool, str | None]  # address, port, TLS, server name
+
+
+class WirePool:
+    """Keep-alive connections of one job, reused request after request (HTTP/1.1 persistent connections).
+
+    A connection goes back to the pool only when its answer was read to the end and neither side asked to close
+    (h11 tracks both); anything else is closed. A request whose reused connection fails before any byte of an
+    answer arrived (the server closed it between requests: keep-alive timeouts race with requests) is sent once
+    more on a new connection, as browsers do for GETs. At most `per_origin` connections per origin; each holds
+    one of the ScopedNetwork's `max_connections` slots while open. A request that finds none idle opens one if a
+    slot is free, waits for one of the job's own to come back if it has any, and only otherwise queues for a slot
+    (holding none), so jobs holding idle connections never wait on each other. `close()` ends the job's use."""
+
+    def __init__(self, per_origin: int = POOL_PER_ORIGIN) -> None:
+        self.per_origin = max(1, per_origin)
+        self._idle: defaultdict[Origin, list[_Connection]] = defaultdict(list)
+        self._open: Counter[Origin] = Counter()
+        self._slots: asyncio.Semaphore | None = None
+        self._returned = asyncio.Event()
+        #: connections opened and requests sent: what tests and benchmarks measure
+        self.opened = 0
+        self.requests = 0
+
+    async def _checkout(self, net: ScopedNetwork, origin: Origin) -> _Connection | None:
+        """An idle connection to `origin`, or None once a slot is held for a new one (counted as open)."""
+        slots = self._slots = _connection_slots(net)
+        while True:
+            idle = self._idle[origin]
+            if idle:
+                return idle.pop()
+            if self._open[origin] < self.per_origin and (not slots.locked() or self._open[origin] == 0):
+                self._open[origin] += 1
+                try:
+                    if slots.locked():
+                        self._close_idle()  # ours elsewhere must not hold slots while this request queues
+                    await slots.acquire()
+                except BaseException:
+                    self._open[origin] -= 1
+                    raise
+                return None
+            self._returned.clear()
+            await self._returned.wait()
+
+    def _checkin(self, origin: Origin, conn: _Connection | None) -> None:
+        """Back into the pool if it can take another request, else closed."""
+        if conn is not None and conn.reusable:
+            self._idle[origin].append(conn)
+        else:
+            self._discard(origin, conn)
+        self._returned.set()
+
+    def _discard(self, origin: Origin, conn: _Connection | None) -> None:
+        """Close `conn` (None: one that failed while opening) and give back its slot."""
+        if conn is not None:
+            conn.close()
+        self._open[origin] -= 1
+        if self._slots is not None:
+            self._slots.release()
+
+    def _close_idle(self, only: Origin | None = None) -> None:
+        for origin, idle in self._idle.items():
+            while idle and only in (None, origin):
+                self._discard(origin, idle.pop())
+
+    def close(self) -> None:
+        """Close the idle connections (the job is over; none is in use by then)."""
+        self._close_idle()
+        self._returned.set()
+
+
+async def _open(address: str, port: int, clock: WireClock, deadline: float, connect_deadline: float) -> _Connection:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        enable_timestamps(sock)
+        conn = _Connection(sock, clock, deadline)
+        await conn.connect(address, port, connect_deadline)
+    except BaseException:
+        sock.close()
+        raise
+    return conn
+
+
 @asynccontextmanager
 async def wire_get(
     net: ScopedNetwork,
@@ -282,11 +434,14 @@ async def wire_get(
     tls_context: ssl.SSLContext,
     connect_timeout: float,
     total_timeout: float,
+    pool: WirePool | None = None,
 ) -> AsyncIterator[WireResponse]:
     """GET `url` from `address` (resolved and admitted by `net` for this request); yields once the headers are in.
 
     Raises TlsHandshakeError, HttpProtocolError, TimeoutError (connect or total timeout) or another OSError.
-    `clock` holds the timing, also of a request that failed part way."""
+    `clock` holds the timing, also of a request that failed part way (a request on a reused connection of `pool`
+    has no connection timing). Without `pool` the request has a connection of its own and asks the server to
+    close it."""
     parsed = URL(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     headers = [
@@ -294,25 +449,69 @@ async def wire_get(
         ("User-Agent", net.user_agent),
         ("Accept", "*/*"),
         ("Accept-Encoding", ACCEPT_ENCODING),
-        ("Connection", "close"),
     ]
-    async with _connection_slots(net):
-        net.check_address(address)  # never connect anywhere the scope does not allow
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+    host = parsed.raw_host or ""
+    server_name = None if _is_literal(host) else host
+    https = parsed.scheme == "https"
+    target = parsed.raw_path_qs or "/"
+    if pool is None:
+        async with _connection_slots(net):
+            net.check_address(address)  # never connect anywhere the scope does not allow
+            start = asyncio.get_running_loop().time()
+            conn = await _open(address, port, clock, start + total_timeout, start + connect_timeout)
+            try:
+                if https:
+                    await conn.start_tls(tls_context, server_name)
+                yield await conn.request(target, [*headers, ("Connection", "close")])
+            finally:
+                conn.close()
+        return
+    origin: Origin = (address, port, https, server_name)
+    for attempt in range(2):
+        start = asyncio.get_running_loop().time()
+        async with asyncio.timeout_at(start + total_timeout):  # waiting for one of the pool's connections counts
+            idle = await pool._checkout(net, origin)
+        if idle is not None:
+            conn = idle
+            conn.reuse(clock, start + total_timeout)
+        else:
+            try:
+                net.check_address(address)
+                conn = await _open(address, port, clock, start + total_timeout, start + connect_timeout)
+            except BaseException:
+                pool._checkin(origin, None)
+                raise
+            pool.opened += 1
+            try:
+                if https:
+                    await conn.start_tls(tls_context, server_name)
+            except BaseException:
+                pool._checkin(origin, conn)
+                raise
+        pool.requests += 1
         try:
-            sock.setblocking(False)
-            enable_timestamps(sock)
-            conn = _Connection(sock, clock, start + total_timeout)
-            await conn.connect(address, port, start + connect_timeout)
-            if parsed.scheme == "https":
-                host = parsed.raw_host or ""
-                await conn.start_tls(tls_context, None if _is_literal(host) else host)
-            yield await conn.request(parsed.raw_path_qs or "/", headers)
-        finally:
-            sock.close()
+            response = await conn.request(target, headers)
+        except (HttpProtocolError, ConnectionResetError, BrokenPipeError):
+            pool._checkin(origin, conn)  # not reusable: h11 has seen the failure, or never got an answer
+            if idle is not None and attempt == 0 and not conn.answered:
+                # The server closed it between requests (and likely its other idle ones, on the same timeout):
+                # send the request once more, on a new connection.
+                pool._close_idle(origin)
+                continue
+            raise
+        except BaseException:
+            pool._checkin(origin, conn)
+            raise
+        break
+    else:  # pragma: no cover - the second turn always breaks or raises
+        raise AssertionError("unreachable")
+    try:
+        yield response
+        if not conn.reusable and conn.drainable:
+            with contextlib.suppress(OSError, TimeoutError):  # the connection is closed instead
+                await conn.drain(DRAIN_BYTES)
+    finally:
+        pool._checkin(origin, conn)
 
 
 def _is_literal(host: str) -> bool:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.capabilities import RawSocketsUnavailableError
@@ -15,6 +16,10 @@ from sentinel.registry.models import System
 class IcmpEchoProbe(Probe):
     name = "icmp"
     kind = "icmp"
+    phase = 0  # raw packets: first in a sweep
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "icmp": frozenset({"host", "address", "method", "reachable", "rtt_ms", "error_kind"})
+    }
 
     def plan(self, system: System) -> Iterable[ProbeJob]:
         for host in dict.fromkeys(endpoint.hostname for endpoint in system.endpoints):

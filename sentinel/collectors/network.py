@@ -328,10 +328,7 @@ class ScopedNetwork:
         answered close_notify, `getpeercert()` raises "handshake not done yet"."""
         async with self._conn_slots[address]:
             await self.admit(address)
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(address, port, ssl=context, server_hostname=server_hostname or None),
-                self.settings.connect_timeout + self.settings.tls_timeout,
-            )
+            _, writer = await self._connect(address, port, context, server_hostname or None)
             try:
                 sslobj = writer.get_extra_info("ssl_object")
                 if sslobj is None:
@@ -352,12 +349,24 @@ class ScopedNetwork:
         """An admitted TCP (or TLS) stream for protocol probes; the caller closes the writer."""
         async with self._conn_slots[address]:
             await self.admit(address)
-            return await asyncio.wait_for(
-                asyncio.open_connection(
-                    address, port, ssl=context, server_hostname=server_hostname if context else None
-                ),
-                self.settings.connect_timeout + (self.settings.tls_timeout if context else 0),
+            return await self._connect(address, port, context, server_hostname if context else None)
+
+    async def _connect(
+        self, address: str, port: int, context: ssl.SSLContext | None, server_hostname: str | None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """TCP within `connect_timeout`, then (with a context) the TLS handshake within `tls_timeout`: an address
+        that drops everything costs the connect timeout alone, not both (TimeoutError either way)."""
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), self.settings.connect_timeout)
+        if context is None:
+            return reader, writer
+        try:
+            await asyncio.wait_for(
+                writer.start_tls(context, server_hostname=server_hostname), self.settings.tls_timeout
             )
+        except BaseException:
+            writer.transport.abort()
+            raise
+        return reader, writer
 
     async def udp_exchange(self, address: str, port: int, payload: bytes, timeout: float | None = None) -> bytes:
         """Send one datagram and wait for one answer (DNS and similar); TimeoutError if none comes."""

@@ -62,6 +62,13 @@ class PortDiscoveryOptions(ProbeOptions):
 class PortDiscoveryProbe(Probe):
     name = "port_discovery"
     kind = "port_discovery"
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "port_discovery": frozenset(
+            {"host", "address", "method", "ports_planned", "ports_probed", "complete", "answered", "open_ports"}
+            | {"closed_count", "filtered_count", "unknown_count", "declared_ports", "undeclared_open"}
+            | {"undeclared_open_count"}
+        )
+    }
     Options = PortDiscoveryOptions
     #: the top 1,000 ports of every host: daily in `sentinel run`, too long for a plain sweep
     schedule = "run"

@@ -6,7 +6,9 @@ import asyncio
 import logging
 import random
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,6 +18,10 @@ from sentinel.models import Observation, ObservationStatus
 from sentinel.registry.models import Registry
 
 log = logging.getLogger(__name__)
+
+#: the probe whose job the current task runs: tasks a probe spawns inherit it, so per-probe accounting (what it
+#: sent and received, how long its callbacks held the loop) needs no plumbing through every call
+CURRENT_PROBE: ContextVar[str | None] = ContextVar("sentinel_current_probe", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +59,9 @@ def plan_sweep(
     shuffle_seed: int | None = None,
     on_system: Callable[[int], None] | None = None,
 ) -> list[PlannedJob]:
-    """All jobs of one sweep, in a shuffled order so no target sees a burst of consecutive probes.
-    `on_system(jobs)` is called as each system is planned (the dry run of a large estate shows progress)."""
+    """All jobs of one sweep, in a shuffled order so no target sees a burst of consecutive probes, phase by phase
+    (raw-packet probes first, see `Probe.phase`). `on_system(jobs)` is called as each system is planned (the dry
+    run of a large estate shows progress)."""
     planned: list[PlannedJob] = []
     for system in registry.systems:
         before = len(planned)
@@ -62,6 +69,7 @@ def plan_sweep(
         if on_system is not None:
             on_system(len(planned) - before)
     random.Random(shuffle_seed).shuffle(planned)
+    planned.sort(key=lambda p: p.probe.phase)  # stable: still shuffled within a phase
     return planned
 
 
@@ -83,6 +91,7 @@ def _failed(planned: PlannedJob, error_kind: str, reason: str) -> Observation:
 
 
 async def run_job(planned: PlannedJob, net: ScopedNetwork, timeout: float) -> list[Observation]:
+    CURRENT_PROBE.set(planned.probe.name)  # this task's own context: the job's child tasks copy it
     try:
         return await asyncio.wait_for(planned.probe.run(planned.job, net), timeout)
     except OutOfScope as exc:
@@ -105,10 +114,13 @@ async def run_sweep_jobs(
     job_timeout: float,
     on_done: JobDone | None = None,
 ) -> list[Observation]:
-    slots = asyncio.Semaphore(max_jobs)
+    """Run the jobs, at most `max_jobs` of each phase at a time: raw-packet jobs (phase 0: SYNs and echoes, no
+    connection, no socket of their own) do not take the conversations' slots, so both the packet and the
+    connection budgets are used from the first second, and the port scan ends early."""
+    slots: dict[int, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(max_jobs))
 
     async def bounded(p: PlannedJob) -> list[Observation]:
-        async with slots:
+        async with slots[p.probe.phase]:
             found = await run_job(p, net, job_timeout)
         if on_done is not None:
             try:

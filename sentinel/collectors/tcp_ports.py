@@ -8,6 +8,9 @@ silent but the host answered an echo; null when nothing answered), icmp_rtt_ms (
 open_ports, ports_probed, method. Like nmap's host discovery, a host that answers anything is up: when every
 port is silent and raw sockets are available, an ICMP echo decides before the host is called unreachable.
 
+`port` fields: host, address, port, protocol, state, declared, declared_by, high_risk, rtt_ms, method, and
+reachable_from (the vantages the registry allows the port to answer from) when an endpoint restricts it.
+
 A port whose answers may have been dropped by Sentinel's own receive socket (`PortState.UNKNOWN`) gets an
 error `port` observation (`error_kind: timeout`), never a state: it neither opens nor resolves a finding. While
 any port is unknown, a host that nothing answered is not called unreachable (`reachable` null).
@@ -41,6 +44,16 @@ class TcpPortOptions(ProbeOptions):
 class TcpPortProbe(Probe):
     name = "tcp_ports"
     kind = "host"
+    phase = 0  # raw packets: first in a sweep
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "host": frozenset(
+            {"host", "address", "reachable", "reachable_by", "icmp_rtt_ms", "open_ports", "ports_probed", "method"}
+        ),
+        "port": frozenset(
+            {"host", "address", "port", "protocol", "state", "declared", "declared_by", "high_risk", "rtt_ms"}
+            | {"method", "reachable_from", "error_kind"}
+        ),
+    }
     Options = TcpPortOptions
     legacy_keys: ClassVar[Mapping[str, str]] = {"high_risk_ports": "high_risk_ports"}
 
@@ -51,11 +64,20 @@ class TcpPortProbe(Probe):
     def plan(self, system: System) -> Iterable[ProbeJob]:
         declared_by_host: dict[str, set[int]] = {}
         listed_by_host: dict[str, set[int]] = {}  # ports listed on host endpoints (URL ports are implied)
+        # per host and port, the vantages it may answer from; None once an endpoint declares it unrestricted
+        vantages_by_host: dict[str, dict[int, set[str] | None]] = {}
         for endpoint in system.endpoints:
             declared_by_host.setdefault(endpoint.hostname, set()).update(endpoint.declared_ports)
             listed = listed_by_host.setdefault(endpoint.hostname, set())
             if endpoint.host is not None:
                 listed.update(endpoint.ports)
+            allowed = vantages_by_host.setdefault(endpoint.hostname, {})
+            for port in endpoint.declared_ports:
+                named = None if endpoint.reachable_from is None else {v.value for v in endpoint.reachable_from}
+                if named is None or port not in allowed:
+                    allowed[port] = named
+                elif (known := allowed[port]) is not None:
+                    known |= named
         high_risk = set(self.options.high_risk_ports)
         for host, declared in declared_by_host.items():
             ports = tuple(sorted(declared | high_risk))
@@ -66,7 +88,14 @@ class TcpPortProbe(Probe):
                 host,
                 ports=ports,
                 declared=tuple(sorted(declared)),
-                extra=tuple(("listed", str(p)) for p in sorted(listed_by_host[host])),
+                extra=(
+                    *(("listed", str(p)) for p in sorted(listed_by_host[host])),
+                    *(
+                        ("reachable_from", f"{p}={','.join(sorted(v))}")
+                        for p, v in sorted(vantages_by_host[host].items())
+                        if v is not None
+                    ),
+                ),
             )
 
     def budget(self, job: ProbeJob) -> int:
@@ -80,6 +109,9 @@ class TcpPortProbe(Probe):
         now = datetime.now(UTC)
         high_risk = set(self.options.high_risk_ports)
         listed = {int(v) for k, v in job.extra if k == "listed"}
+        restricted = {
+            int(p): v.split(",") for k, e in job.extra if k == "reachable_from" for p, _, v in [e.partition("=")]
+        }
         observations = [
             Observation(
                 kind="port",
@@ -117,6 +149,8 @@ class TcpPortProbe(Probe):
                     "high_risk": port in high_risk,
                     "rtt_ms": round(rtt, 3) if rtt is not None else None,
                     "method": method,
+                    # the registry's source restriction, for rules that compare it with the observer's vantage
+                    **({"reachable_from": restricted[port]} if port in restricted else {}),
                 },
             )
             for port, (state, rtt) in zip(job.ports, results, strict=True)

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.network import ScopedNetwork
@@ -151,6 +151,24 @@ async def _sweep(
 class GmTlsProbe(Probe):
     name = "gm_tls"
     kind = "gm_tls"
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "gm_tls": frozenset(
+            {"host", "address", "port", "error_kind", "scan.connections", "scan.errors", "gm.supported"}
+            | {"gm.protocols", "gm.suites", "tlcp.offered", "tlcp.answer", "tlcp.suites", "tlcp.preferred_suite"}
+            | {"tlcp.ecdhe", "tls13_sm.offered", "tls13_sm.answer", "tls13_sm.suites", "tls13_sm.group"}
+            | {"tls13_sm.curve_sm2", "tls13_sm.hello_retry", "tlcp.certificates_sent", "tlcp.double_certificate"}
+            | {"tlcp.cert_min_days_to_expiry", "tlcp.certs_sm2"}
+            | {
+                f"tlcp.{role}.{fact}"
+                for role in ("sign_cert", "enc_cert")
+                for fact in (
+                    *("subject", "issuer", "serial", "not_before", "not_after", "days_to_expiry", "not_yet_valid"),
+                    *("key_usage", "ca", "self_signed", "sha256", "signature_algorithm", "key_type", "curve"),
+                    "parse_error",
+                )
+            }
+        )
+    }
     #: only when listed in `collectors.probes` (it was never in the default list)
     schedule = "opt_in"
 

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.network import CircuitOpen, ScopedNetwork
-from sentinel.collectors.tls_trust import certificate_report
+from sentinel.collectors.tls_trust import REPORT_FIELDS, certificate_report
 from sentinel.config.settings import ProbeOptions
 from sentinel.models import Observation
 from sentinel.models.target import host_port
@@ -62,6 +62,10 @@ class TlsOptions(ProbeOptions):
 class TlsProbe(Probe):
     name = "tls"
     kind = "tls"
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "tls": REPORT_FIELDS
+        | {"host", "address", "port", "error_kind", "tls.protocol", "tls.cipher", "tls.cipher_bits", "chain.valid"}
+    }
     Options = TlsOptions
     legacy_keys: ClassVar[Mapping[str, str]] = {"ca_file": "ca_file"}
 

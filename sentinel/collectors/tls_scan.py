@@ -40,7 +40,7 @@ from sentinel.collectors.tls_cert import (
     observing_context,
     unverified_chain,
 )
-from sentinel.collectors.tls_trust import certificate_report
+from sentinel.collectors.tls_trust import REPORT_FIELDS, certificate_report
 from sentinel.collectors.tlswire import (
     SUITES,
     ClientHelloSpec,
@@ -103,6 +103,15 @@ def _x25519_share() -> bytes:
 class TlsScanProbe(Probe):
     name = "tls_scan"
     kind = "tls_scan"
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "tls_scan": REPORT_FIELDS
+        | {"host", "address", "port", "error_kind", "scan.connections", "scan.errors", *_OFFER_FIELDS.values()}
+        | {"tls.versions_offered", "tls.versions_unknown", "tls.legacy_versions_offered", "tls.alerts"}
+        | {"tls.preferred_version", "tls.preferred_suite", "tls.forward_secrecy", "tls.legacy_suite"}
+        | {"tls.legacy_forward_secrecy", "tls.weak_suites", "tls.weak_families", "tls.weak_families_unknown"}
+        | {"tls.weak_families_truncated", "ocsp.requested", "ocsp.stapled", "ocsp.response_bytes"}
+        | {"ocsp.response_status", "ocsp.cert_status", "ocsp.next_update", "ocsp.parse_error"}
+    }
     Options = TlsOptions
     legacy_keys: ClassVar[Mapping[str, str]] = {"ca_file": "ca_file"}
 

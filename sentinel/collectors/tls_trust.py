@@ -46,6 +46,17 @@ def trust_anchors(ca_file: str | None) -> tuple[tuple[x509.Certificate, ...], st
         return (), str(exc)[:300]
 
 
+#: every field `certificate_report` can give (certinfo's `cert.*`, tlswire.chain's `chain.*`, and its own errors)
+REPORT_FIELDS = frozenset(
+    {"cert.subject", "cert.issuer", "cert.sans", "cert.serial", "cert.not_before", "cert.not_after"}
+    | {"cert.days_to_expiry", "cert.not_yet_valid", "cert.self_signed", "cert.hostname_match", "cert.key_type"}
+    | {"cert.key_bits", "cert.signature_hash", "cert.sha256", "cert.ocsp_responder", "cert.parse_error"}
+    | {"cert.signature_sha1", "cert.signature_algorithm", "chain.sent", "chain.error", "chain.trust_error"}
+    | {"chain.intermediates_sent", "chain.intermediates_used", "chain.intermediates_needed", "chain.unused_certs"}
+    | {"chain.complete", "chain.missing_issuer", "chain.sha1_signed", "chain.trusted"}
+)
+
+
 def certificate_report(ders: Sequence[bytes], host: str, ca_file: Path | str | None, now: datetime) -> dict[str, Any]:
     """`cert.*` and `chain.*` facts for the certificates a server sent (leaf first)."""
     if not ders:

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError, Problem
+from sentinel.paths import shipped_rules_dir
 from sentinel.yamlio import load_yaml_file, validation_problems
 
 CVE_ID = re.compile(r"^CVE-\d{4}-\d{4,}$")

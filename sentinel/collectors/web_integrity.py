@@ -9,7 +9,6 @@ settings (`web_hidden_link_keywords`, `web_sensitive_keywords`), defaulting to t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,16 +21,19 @@ from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.html_analysis import KeywordSet, analyse_page, decode_html
 from sentinel.collectors.http_fetch import describe_failure, scoped_get
 from sentinel.collectors.network import ScopedNetwork
+from sentinel.collectors.offload import run_cpu
 from sentinel.config.settings import ProbeOptions
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError, Problem
 from sentinel.models import Observation
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import System
 
 if TYPE_CHECKING:
     from sentinel.config.settings import CollectorSettings
 
 EXCERPT_CHARS = 8000
+#: pages up to this size are analysed on the event loop, larger ones in a worker process (`offload`)
+INLINE_PAGE_BYTES = 4096
 MAX_LINKS_REPORTED = 20
 MAX_URL_CHARS = 300
 MAX_HOSTS_REPORTED = 50
@@ -66,6 +68,15 @@ class WebIntegrityOptions(ProbeOptions):
 class WebIntegrityProbe(Probe):
     name = "web_integrity"
     kind = "web_integrity"
+    fields: ClassVar[Mapping[str, frozenset[str]]] = {
+        "web_integrity": frozenset(
+            {"url", "host", "error_kind", "status_code", "content_type", "final_url", "body_bytes", "body_truncated"}
+            | {"page.title", "content.normalized_sha256", "content.normalized_text", "content.parse_truncated"}
+            | {"links.count", "links.hidden", "links.hidden_count", "links.hidden_with_keywords"}
+            | {"links.hidden_with_keywords_count", "links.hidden_keywords", "keywords.sensitive_found"}
+            | {"keywords.sensitive_count", "scripts.external_hosts", "iframes.external_hosts"}
+        )
+    }
     Options = WebIntegrityOptions
     legacy_keys: ClassVar[Mapping[str, str]] = {
         "web_hidden_link_keywords": "hidden_link_keywords",
@@ -141,16 +152,11 @@ class WebIntegrityProbe(Probe):
                 )
             ]
         own_hosts = dict(job.extra).get("own_hosts", job.host).split(",")
-        # Parsing a large page takes a while: keep it off the event loop so other probes' timers run.
-        analysis = await asyncio.to_thread(
-            analyse_page,
-            decode_html(page.body, content_type),
-            page.url,
-            own_hosts,
-            link_keywords,
-            sensitive_keywords,
-            EXCERPT_CHARS,
-        )
+        args = (decode_html(page.body, content_type), page.url, own_hosts, link_keywords, sensitive_keywords)
+        if len(page.body) <= INLINE_PAGE_BYTES:  # a few milliseconds at most: less than handing it over costs
+            analysis = analyse_page(*args, EXCERPT_CHARS)
+        else:  # ~1.3 ms of CPU per KB: in a worker process, so the event loop keeps running meanwhile
+            analysis = await run_cpu(analyse_page, *args, EXCERPT_CHARS)
         hidden = analysis.hidden_links
         with_keywords = analysis.hidden_links_with_keywords
         data = {

@@ -207,7 +207,7 @@ def iter_assess(
     order (3.3 before 13.10). `on_system` is called after each system (progress)."""
     if rules is None:
         from sentinel.engine.loader import load_rules
-        from sentinel.engine.paths import shipped_rules_dir
+        from sentinel.paths import shipped_rules_dir
 
         rules = load_rules([shipped_rules_dir()])
     fws = list(frameworks)

@@ -28,9 +28,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.engine.rule import AppliesTo, Rule
 from sentinel.errors import InputError, Problem
+from sentinel.paths import shipped_rules_dir
 from sentinel.yamlio import load_yaml_file, parse_files, validation_problems
 
 Namespace = Literal["mlps", "gov_web", "nist_800_53", "cis_v8"]

@@ -11,6 +11,7 @@ rebased against the settings file's folder when the file gives it relative.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,19 +19,21 @@ import types
 import typing
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
 from sentinel.errors import InputError, Problem
 from sentinel.findings.policy import FindingsSettings
+from sentinel.models.observer import DEFAULT_SITE, DEFAULT_VANTAGE, Observer, Vantage, check_site, check_vantage
 from sentinel.notify.settings import NotifySettings
 from sentinel.runtime.settings import RunSettings, ServeSettings
 from sentinel.web.settings import WebSettings
-from sentinel.yamlio import line_of, load_yaml_file, validation_problems
+from sentinel.yamlio import describe_error, line_of, load_yaml_file
 
 if TYPE_CHECKING:
     from pydantic_core.core_schema import ValidatorFunctionWrapHandler
@@ -193,6 +196,22 @@ class CollectorSettings(BaseModel):
             model = handler(rest)
         except ValidationError as exc:
             errors = _relocated(exc, ()) + errors
+        names = rest.get("probes")
+        if isinstance(names, list):  # here, not when the probes are built, so the message can name the item's line
+            available = ", ".join(catalogue)
+            errors.extend(
+                {
+                    "type": PydanticCustomError(
+                        "unknown_probe",
+                        "unknown probe {name} (available: {available})",
+                        {"name": repr(name), "available": available},
+                    ),
+                    "loc": ("probes", i),
+                    "input": name,
+                }
+                for i, name in enumerate(names)
+                if isinstance(name, str) and name not in catalogue
+            )
         if errors or model is None:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         extra = {name: options.get(name) or probe.Options() for name, probe in catalogue.items()}
@@ -207,6 +226,48 @@ class CollectorSettings(BaseModel):
         if isinstance(found, Mapping):  # e.g. model_copy(update={"dns": {...}}), which does not validate
             return model.model_validate(found)
         return model()
+
+
+@dataclass(frozen=True)
+class SettingsSource:
+    """Where each setting was given, so a problem found with it later still names its place: the settings file
+    and line, the SENTINEL_* variable, or the command line (the layer that won, as `load_settings` merged them)."""
+
+    file: str = "<settings>"
+    #: the parsed settings file (its mappings know their lines); None without one
+    raw: Any = None
+    #: new location -> where the file wrote it, for deprecated flat keys moved into a probe's section
+    origin: Mapping[Loc, Loc] = dataclasses.field(default_factory=dict)
+    #: location each SENTINEL_* variable sets -> the variable's name
+    env: Mapping[Loc, str] = dataclasses.field(default_factory=dict)
+    env_origin: Mapping[Loc, Loc] = dataclasses.field(default_factory=dict)
+    #: locations the command-line flags set
+    flags: frozenset[Loc] = frozenset()
+
+    def problem(self, keys: Sequence[str | int], message: str) -> Problem:
+        loc = tuple(keys)
+        if any(loc[: len(flag)] == flag for flag in self.flags):
+            return Problem("command line", None, message)
+        from_env = _origin(loc, self.env_origin)
+        for where, variable in self.env.items():
+            if from_env[: len(where)] == where:
+                return Problem("environment", None, f"{variable}: {message}")
+        in_file = _origin(loc, self.origin)
+        # a key missing from a section that only the environment gives: the file has no line for it
+        if not _gives(self.raw, in_file[:-1]) and any(where[: len(loc) - 1] == from_env[:-1] for where in self.env):
+            return Problem("environment", None, message)
+        if self.raw is None:
+            return Problem(self.file, None, message)
+        return Problem(self.file, line_of(self.raw, in_file), message)
+
+
+def _gives(layer: Any, loc: Loc) -> bool:
+    """Whether the nested mapping `layer` has every key of `loc`."""
+    for part in loc:
+        if not isinstance(layer, Mapping) or part not in layer:
+            return False
+        layer = layer[part]
+    return True
 
 
 class Settings(BaseModel):
@@ -225,6 +286,32 @@ class Settings(BaseModel):
     #: deprecated (use `sinks.elasticsearch`); typed by the sinks stage, and checked by `load_settings`
     elasticsearch: dict[str, Any] | None = None
     findings: FindingsSettings = Field(default_factory=FindingsSettings)
+    #: who this instance is (SENTINEL_SITE, SENTINEL_VANTAGE): stamped on every observation, finding, document
+    #: and metric; the vantage is part of each finding's id
+    site: str = Field(default=DEFAULT_SITE, description="the monitoring site, e.g. city or hexi-district")
+    vantage: Vantage = Field(default=DEFAULT_VANTAGE, description="the network probed from: internet|extranet|internal")
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        return check_site(value)
+
+    @field_validator("vantage", mode="before")
+    @classmethod
+    def _vantage(cls, value: object) -> object:
+        return check_vantage(value) if isinstance(value, str) else value
+
+    @property
+    def observer(self) -> Observer:
+        return Observer(self.site, self.vantage)
+
+    _source: SettingsSource = PrivateAttr(default_factory=SettingsSource)
+
+    def locate(self, keys: Sequence[str | int], message: str) -> Problem:
+        """`message` about the setting at `keys` (e.g. ("sinks", "jsonl", "path")), placed where that setting was
+        given: FILE:LINE of its key (of the nearest enclosing key when it is missing), or the SENTINEL_* variable,
+        or the command line. For checks a stage makes after the settings loaded."""
+        return self._source.problem(keys, message)
 
     def fingerprint(self) -> str:
         """A hash of the effective configuration, written into each sweep's audit record."""
@@ -343,18 +430,35 @@ def _origin(loc: Loc, origin: Mapping[Loc, Loc]) -> Loc:
     return loc
 
 
-def _problems(exc: ValidationError, raw: Any, source: str, origin: Mapping[Loc, Loc], at: Loc = ()) -> list[Problem]:
-    problems = validation_problems(exc, raw, source, at)
-    for index, error in enumerate(exc.errors()):
+def _problems(exc: ValidationError, where: SettingsSource, at: Loc = ()) -> list[Problem]:
+    """Every error of `exc` (found under `at`), placed where its setting was given."""
+    problems = []
+    for error in exc.errors():
         loc = (*at, *error["loc"])
-        if raw is not None and _origin(loc, origin) != loc:
-            problems[index] = Problem(source, line_of(raw, _origin(loc, origin)), problems[index].message)
-        elif at and raw is not None:
-            problems[index] = Problem(source, line_of(raw, loc), problems[index].message)
+        problems.append(where.problem(loc, describe_error({**error, "loc": loc})))
     return problems
 
 
-def _check_legacy_elasticsearch(section: Any, raw: Any, source: str) -> list[Problem]:
+def _env_locations(environ: Mapping[str, str]) -> dict[Loc, str]:
+    """The location each SENTINEL_* variable that `_env_overrides` reads sets -> the variable's name."""
+    out: dict[Loc, str] = {}
+    for key in environ:
+        if key.startswith(ENV_PREFIX) and not key.startswith(f"{ENV_PREFIX}TEST"):
+            path = tuple(key[len(ENV_PREFIX) :].lower().split("__"))
+            if path[0] in Settings.model_fields:
+                out[path] = key
+    return out
+
+
+def _leaves(layer: Mapping[str, Any], at: Loc = ()) -> list[Loc]:
+    """The location of each value a layer (flags) sets, nested mappings walked."""
+    out: list[Loc] = []
+    for key, value in layer.items():
+        out.extend(_leaves(value, (*at, key)) if isinstance(value, Mapping) and value else [(*at, key)])
+    return out
+
+
+def _check_legacy_elasticsearch(section: Any, where: SettingsSource) -> list[Problem]:
     """The deprecated top-level `elasticsearch:` section, checked against the sink's model (loaded only then)."""
     if not isinstance(section, Mapping):
         return []
@@ -363,8 +467,35 @@ def _check_legacy_elasticsearch(section: Any, raw: Any, source: str) -> list[Pro
     try:
         ElasticsearchSettings.model_validate(dict(section))
     except ValidationError as exc:
-        return _problems(exc, raw, source, {}, ("elasticsearch",))
+        return _problems(exc, where, ("elasticsearch",))
     return []
+
+
+def _check_sinks(data: Mapping[str, Any], environ: Mapping[str, str], where: SettingsSource) -> list[Problem]:
+    """Each `sinks.NAME` checked against its sink's options model here, where the file's lines are known (the
+    sinks check again when built, but could only say "settings"). An Elasticsearch sink that the deprecated
+    forms also configure is left to the sinks stage, which merges them."""
+    sections = data.get("sinks")
+    if not isinstance(sections, Mapping) or not sections:
+        return []
+    from sentinel.sinks import BUILTIN_SINKS, sink_options_model
+    from sentinel.sinks.settings import LEGACY_ES_ENV
+
+    legacy_es = data.get("elasticsearch") is not None or any(k.startswith(LEGACY_ES_ENV) for k in environ)
+    problems: list[Problem] = []
+    for name, section in sections.items():
+        if name not in BUILTIN_SINKS:
+            available = ", ".join(BUILTIN_SINKS)
+            problems.append(where.problem(("sinks", name), f"sinks: unknown sink '{name}' (available: {available})"))
+            continue
+        model = sink_options_model(name)
+        if model is None or not isinstance(section, Mapping) or (name == "elasticsearch" and legacy_es):
+            continue  # a section that is not a mapping is Settings' own error
+        try:
+            model.model_validate(dict(section))
+        except ValidationError as exc:
+            problems.extend(_problems(exc, where, ("sinks", name)))
+    return problems
 
 
 def load_settings(
@@ -372,6 +503,8 @@ def load_settings(
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
+    """Every problem is placed where its setting was given (FILE:LINE, the SENTINEL_* variable, the command line),
+    and the settings keep those places for later checks (`Settings.locate`)."""
     data: dict[str, Any] = {}
     source = "<settings>"
     raw: Any = None
@@ -385,14 +518,18 @@ def load_settings(
             raise InputError([Problem(source, 1, "a settings file must be a mapping")])
         data, origin = _move_collectors(dict(raw), source, raw)
         data = rebase_paths(Settings, data, config_file.parent)
-    env, _ = _move_collectors(_env_overrides(os.environ if environ is None else environ), "environment", env=True)
+    environ = os.environ if environ is None else environ
+    env, env_origin = _move_collectors(_env_overrides(environ), "environment", env=True)
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
     data = _deep_merge(data, env)
-    data = _deep_merge(data, {k: v for k, v in (flags or {}).items() if v is not None})
-    problems = _check_legacy_elasticsearch(data.get("elasticsearch"), raw, source)
+    data = _deep_merge(data, given)
+    where = SettingsSource(source, raw, origin, _env_locations(environ), env_origin, frozenset(_leaves(given)))
+    problems = [*_check_legacy_elasticsearch(data.get("elasticsearch"), where), *_check_sinks(data, environ, where)]
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise InputError([*problems, *_problems(exc, raw, source, origin)]) from None
+        raise InputError([*problems, *_problems(exc, where)]) from None
     if problems:
         raise InputError(problems)
+    settings._source = where
     return settings

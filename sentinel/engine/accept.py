@@ -4,6 +4,8 @@ A `change` or `baseline` rule never relearns away a problem it is reporting, so 
 (a page the editors published, a new certificate) ends only this way: the value the finding shows becomes
 the learned one in the rule's engine state. `FindingTracker.act(..., ACCEPT_BASELINE)` calls this inside
 the transaction that resolves the finding and appends the audit event, so both happen or neither.
+The engine says only that there is no baseline to accept (`NoBaselineError`); the tracker, a later stage,
+turns that into the lifecycle's refusal.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from sentinel.engine.features import accept_candidate
 from sentinel.engine.state import ensure_schema
-from sentinel.findings.lifecycle import InvalidTransitionError
+from sentinel.errors import SentinelError
 from sentinel.models import Finding
 
 if TYPE_CHECKING:
     from sentinel.store import SqliteStore
 
 MAX_SHOWN = 80  # characters of the accepted value quoted in the audit log
+
+
+class NoBaselineError(SentinelError):
+    """The finding's rule keeps no accepted value for its target (not a change/baseline rule, nothing recorded)."""
 
 
 def _shown(value: Any) -> str:
@@ -31,7 +37,7 @@ def _shown(value: Any) -> str:
 def accept_baseline(store: SqliteStore, finding: Finding, now: datetime) -> str:
     """Make the finding's current value the learned one; returns what was accepted (for the audit log).
 
-    Raises InvalidTransitionError when the finding's rule keeps no baseline for its target."""
+    Raises NoBaselineError when the finding's rule keeps no baseline for its target."""
     ensure_schema(store)
     key = (finding.rule_id, finding.system_id, finding.target)
     row = store.connection.execute(
@@ -42,7 +48,7 @@ def accept_baseline(store: SqliteStore, finding: Finding, now: datetime) -> str:
     except json.JSONDecodeError:
         state = None
     if not isinstance(state, dict) or not isinstance(state.get("chg") or state.get("bl"), dict):
-        raise InvalidTransitionError(
+        raise NoBaselineError(
             f"rule {finding.rule_id} keeps no baseline for {finding.target}: only findings of 'change' or "
             "'baseline' rules can accept a new baseline (use resolve or suppress)"
         )
@@ -50,7 +56,7 @@ def accept_baseline(store: SqliteStore, finding: Finding, now: datetime) -> str:
         chg: dict[str, Any] = state["chg"]
         value = finding.evidence.get("change.current", chg.get("c"))
         if value is None:
-            raise InvalidTransitionError(f"{finding.target}: no changed value recorded to accept")
+            raise NoBaselineError(f"{finding.target}: no changed value recorded to accept")
         accept_candidate(chg, value, now)
         accepted = _shown(value)
     else:

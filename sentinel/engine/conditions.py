@@ -6,6 +6,7 @@ A condition is a tree of mappings:
     any: [cond, ...]      true when some child is true
     not: cond
     {field: NAME, op: OP, value: V}
+    {field: NAME, op: OP, value_field: OTHER}   compared with another field of the same observation
 
 Evaluation is three-valued: a field that the observation does not carry makes a comparison
 *unknown* (None), which is neither a pass nor a failure. That is what keeps "could not observe"
@@ -44,6 +45,9 @@ class Condition(BaseModel):
     field: str | None = None
     op: Op | None = None
     value: Any = None
+    #: compare with this field of the same observation instead of a constant (e.g. the vantage an observation was
+    #: made from against the vantages its endpoint is declared reachable from)
+    value_field: str | None = None
 
     @field_validator("value")
     @classmethod
@@ -61,10 +65,16 @@ class Condition(BaseModel):
         if self.field is not None:
             if self.op is None:
                 raise ValueError(f"condition on '{self.field}' needs an 'op'")
+            if self.value_field is not None:
+                if self.value is not None:
+                    raise ValueError("give 'value' or 'value_field', not both")
+                if self.op in _NO_VALUE_OPS or self.op == "matches":
+                    raise ValueError(f"op '{self.op}' cannot compare with another field ('value_field')")
+                return self
             if self.op in _NO_VALUE_OPS and self.value is not None:
                 raise ValueError(f"op '{self.op}' takes no 'value'")
             if self.op not in _NO_VALUE_OPS and self.value is None:
-                raise ValueError(f"op '{self.op}' needs a 'value'")
+                raise ValueError(f"op '{self.op}' needs a 'value' (or a 'value_field')")
             if self.op in ("in", "not_in") and not isinstance(self.value, list):
                 raise ValueError(f"op '{self.op}' needs a list 'value'")
             if self.op == "matches" and not isinstance(self.value, str):
@@ -73,14 +83,14 @@ class Condition(BaseModel):
                 isinstance(self.value, bool) or not isinstance(self.value, int | float | str)
             ):
                 raise ValueError(f"op '{self.op}' needs a number or string 'value'")
-        elif self.op is not None or self.value is not None:
-            raise ValueError("'op' and 'value' belong next to 'field'")
+        elif self.op is not None or self.value is not None or self.value_field is not None:
+            raise ValueError("'op', 'value' and 'value_field' belong next to 'field'")
         return self
 
     def fields(self) -> set[str]:
         """Every observation field this condition reads (for indexing and evidence)."""
         if self.field is not None:
-            return {self.field}
+            return {self.field} if self.value_field is None else {self.field, self.value_field}
         children = self.all_ or self.any_ or ([self.not_] if self.not_ else [])
         out: set[str] = set()
         for child in children:
@@ -173,6 +183,29 @@ def _leaf(name: str, op: str, value: Any) -> Compiled:
     return ordered_number
 
 
+def _against_field(name: str, op: str, other: str) -> Compiled:
+    """A comparison with another field of the same observation: unknown when either is missing, or when the two
+    cannot be compared (a membership test on something that is not a list, an order between a number and text)."""
+    negate = op in ("ne", "not_in", "not_contains")
+
+    def compare(get: Getter) -> Tri:
+        x, y = get(name), get(other)
+        if x is None or y is None:
+            return None
+        if op in ("eq", "ne"):
+            return bool(x == y) != negate
+        if op in ("in", "not_in"):
+            return (x in y) != negate if isinstance(y, list | tuple) else None
+        if op in ("contains", "not_contains"):
+            if not isinstance(x, _CONTAINERS) or (isinstance(x, str) and not isinstance(y, str)):
+                return None
+            return (y in x) != negate
+        numbers = all(v.__class__ is int or v.__class__ is float for v in (x, y))
+        return bool(_ORDERED[op](x, y)) if numbers or (isinstance(x, str) and isinstance(y, str)) else None
+
+    return compare
+
+
 def _all_eq_then(name: str, value: Any, second: Compiled) -> Compiled:
     """`all: [{field: name, op: eq, value: value}, second]` with the equality inlined: the commonest shape
     (a status or flag check before a threshold), one Python call fewer than the general form."""
@@ -200,6 +233,8 @@ def compile_condition(cond: Condition) -> Compiled:
 def _compile(cond: Condition) -> Compiled:
     if cond.field is not None:
         assert cond.op is not None
+        if cond.value_field is not None:
+            return _against_field(cond.field, cond.op, cond.value_field)
         return _leaf(cond.field, cond.op, cond.value)
     if cond.not_ is not None:
         inner = _compile(cond.not_)
@@ -216,7 +251,7 @@ def _compile(cond: Condition) -> Compiled:
         if len(children) == 2:
             first, second = children
             head = cond.all_[0]
-            if head.field is not None and head.op == "eq":
+            if head.field is not None and head.op == "eq" and head.value_field is None:
                 return _all_eq_then(head.field, head.value, second)
 
             def all_two(get: Getter) -> Tri:

@@ -10,7 +10,7 @@ from sentinel.engine.stateful_spec import STATEFUL_KEYS
 from sentinel.models import Observation
 
 # The observation's own attributes, which win over data keys of the same name (see `field_view`).
-ATTRIBUTE_FIELDS = frozenset({"status", "error", "kind", "target", "probe", "system_id"})
+ATTRIBUTE_FIELDS = frozenset({"status", "error", "kind", "target", "probe", "system_id", "site", "vantage"})
 
 
 class Entry(NamedTuple):
@@ -50,4 +50,7 @@ def field_view(obs: Observation) -> dict[str, Any]:
     view["target"] = obs.target
     view["probe"] = obs.probe
     view["system_id"] = obs.system_id
+    # who observed: stamped by `Sentinel.ingest`; unset (None) a rule on them cannot tell
+    view["site"] = obs.site
+    view["vantage"] = obs.vantage._value_ if obs.vantage is not None else None
     return view

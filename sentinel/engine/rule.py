@@ -26,6 +26,17 @@ CATEGORIES = (
 )
 
 
+def check_category(value: str) -> str:
+    if value not in CATEGORIES:
+        raise ValueError(f"unknown category '{value}' (one of: {', '.join(CATEGORIES)})")
+    return value
+
+
+def kinds_list(value: Any) -> Any:
+    """`observation: tls` and `observation: [tls, port]` alike."""
+    return [value] if isinstance(value, str) else value
+
+
 class AppliesTo(BaseModel):
     """Which registered systems a rule is evaluated for; every given key must match."""
 
@@ -125,14 +136,12 @@ class Rule(BaseModel):
     @field_validator("category")
     @classmethod
     def _category(cls, value: str) -> str:
-        if value not in CATEGORIES:
-            raise ValueError(f"unknown category '{value}' (one of: {', '.join(CATEGORIES)})")
-        return value
+        return check_category(value)
 
     @field_validator("observation", mode="before")
     @classmethod
     def _kinds(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        return kinds_list(value)
 
     @model_validator(mode="after")
     def _shape(self) -> Rule:

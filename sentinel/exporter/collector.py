@@ -3,7 +3,7 @@
 `StoreExporter.render()` is what `sentinel serve` answers with (fast text exposition, cached until the store
 changes). `StoreCollector` is the same families as a prometheus_client custom collector, registered on its own
 `CollectorRegistry` by `build_registry()` (never the process-global one), for code that wants prometheus_client's
-exposition or parsers; the two give identical samples (tests/test_metrics_exporter.py).
+exposition or parsers; the two give identical samples (tests/test_exporter_collector.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sentinel.exporter.family import Family, render_families
 from sentinel.exporter.outbox import outbox_families
 from sentinel.exporter.reader import StoreSnapshot, read_snapshot
+from sentinel.models import DEFAULT_OBSERVER
 from sentinel.registry.models import Registry
 from sentinel.store import SqliteStore
 
@@ -276,10 +277,18 @@ class StoreExporter:
     def _version(self) -> tuple[int, int]:
         return self.store.data_version()
 
+    def observer_labels(self) -> tuple[tuple[str, str], ...]:
+        """`site` and `vantage` on every family: instances at several sites and vantages feed one Prometheus. They
+        are the store's (whose observations it holds), the defaults until an instance has recorded them."""
+        who = self.store.identity() or DEFAULT_OBSERVER
+        return (("site", who.site), ("vantage", who.vantage.value))
+
     def families(self) -> list[Family]:
         with self.lock:
+            const = self.observer_labels()
             families = list(all_families(read_snapshot(self.store), self._labels))
-            return families + self._live_families() + list(sweep_progress_families(self.store))
+            every = families + self._live_families() + list(sweep_progress_families(self.store))
+            return [f.with_labels(const) for f in every]
 
     def _live_families(self) -> list[Family]:
         return [family for source in self._live for family in source(self.store)]
@@ -288,15 +297,16 @@ class StoreExporter:
         """The exposition; `detail=False`: estate-level families only (no system or department labels)."""
         with self.lock:
             version = self._version()
+            const = self.observer_labels()
             cached = self._cached.get(detail)
             if use_cache and cached is not None and cached[0] == version:
                 body = cached[1]
             else:
                 source = all_families if detail else public_families
-                body = render_families(source(read_snapshot(self.store), self._labels))
+                body = render_families(source(read_snapshot(self.store), self._labels), const)
                 self._cached[detail] = (version, body)  # the version read before: a commit during the read re-renders
             live = self._live_families() if detail else []
-            return body + render_families([*live, *sweep_progress_families(self.store)])
+            return body + render_families([*live, *sweep_progress_families(self.store)], const)
 
 
 class StoreCollector(Collector):

@@ -67,6 +67,16 @@ class Family:
     def sample_name(self) -> str:
         return self.name + "_total" if self.type == "counter" else self.name
 
+    def with_labels(self, const: Sequence[tuple[str, str]]) -> Family:
+        """The family with constant labels first on every sample (as `render_families(..., const)` writes them)."""
+        if not const:
+            return self
+        names = tuple(k for k, _ in const)
+        values = tuple(v for _, v in const)
+        return Family(
+            self.name, self.type, self.documentation, names + self.labels, [(values + x, v) for x, v in self.samples]
+        )
+
     def to_metric(self) -> Metric:
         metric = Metric(self.name, self.documentation, self.type)
         name = self.sample_name
@@ -74,9 +84,12 @@ class Family:
         return metric
 
 
-def render_families(families: Iterable[Family]) -> bytes:
+def render_families(families: Iterable[Family], const: Sequence[tuple[str, str]] = ()) -> bytes:
+    """The exposition; `const`: labels put first on every sample (the instance's site and vantage)."""
     escaped: dict[str, str] = {}
     lines: list[str] = []
+    head = [f'{key}="{escape_label(raw)}"' for key, raw in const]
+    bare = "{" + ",".join(head) + "}" if head else ""
     for family in families:
         name = family.sample_name
         lines.append(f"# HELP {name} {escape_help(family.documentation)}")
@@ -84,7 +97,7 @@ def render_families(families: Iterable[Family]) -> bytes:
         keys = family.labels
         for values, value in family.samples:
             if keys:
-                parts = []
+                parts = list(head)
                 for key, raw in zip(keys, values, strict=True):
                     text = escaped.get(raw)
                     if text is None:
@@ -92,7 +105,7 @@ def render_families(families: Iterable[Family]) -> bytes:
                     parts.append(f'{key}="{text}"')
                 lines.append(f"{name}{{{','.join(parts)}}} {format_value(value)}")
             else:
-                lines.append(f"{name} {format_value(value)}")
+                lines.append(f"{name}{bare} {format_value(value)}")
     if not lines:
         return b""
     lines.append("")

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sentinel.engine.accept import accept_baseline
+from sentinel.engine.accept import NoBaselineError, accept_baseline
 from sentinel.engine.ruleset import Verdict
-from sentinel.findings.lifecycle import LifecycleEvent, next_status
-from sentinel.models import Finding, FindingStatus
+from sentinel.findings.lifecycle import InvalidTransitionError, LifecycleEvent, next_status
+from sentinel.models import DEFAULT_OBSERVER, Finding, FindingStatus, Observer
 from sentinel.models.finding import fingerprint
 
 if TYPE_CHECKING:  # the store imports sinks, which import the tracker: keep this edge type-only
@@ -43,15 +43,23 @@ Event = tuple[str, datetime, str, str | None, str, str | None]
 class FindingTracker:
     """The only writer of finding state; both sweeps and operators go through it."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, observer: Observer | None = None) -> None:
+        """`observer`: whose verdicts `apply` records (the vantage is part of each finding's id); by default the
+        store's recorded identity (the instance's site and vantage, recorded at its first ingest)."""
         self.store = store
+        self._observer = observer
+
+    @property
+    def observer(self) -> Observer:
+        return self._observer or self.store.identity() or DEFAULT_OBSERVER
 
     def apply(self, verdicts: Iterable[Verdict], now: datetime) -> ApplyResult:
         detected: dict[str, Verdict] = {}
         cleared: dict[str, Verdict] = {}
         unknown: set[str] = set()
+        observer = self.observer
         for v in verdicts:
-            fid = fingerprint(v.rule.id, v.system_id, v.target)
+            fid = fingerprint(v.rule.id, v.system_id, v.target, observer.vantage)
             if v.present:
                 detected[fid] = v
                 cleared.pop(fid, None)
@@ -85,6 +93,8 @@ class FindingTracker:
                     evidence=v.evidence,
                     controls=rule.controls.flat(),
                     remediation=rule.remediation,
+                    site=observer.site,
+                    vantage=observer.vantage,
                 )
                 result.new.append(f)
                 events.append((fid, now, SYSTEM_ACTOR, None, status.value, "first detected"))
@@ -196,7 +206,10 @@ class FindingTracker:
             old = current.status
             current.status = next_status(old, event)
             if event == LifecycleEvent.ACCEPT_BASELINE:
-                accepted = accept_baseline(self.store, current, now)
+                try:
+                    accepted = accept_baseline(self.store, current, now)
+                except NoBaselineError as exc:  # the engine has nothing to accept: the lifecycle refuses the event
+                    raise InvalidTransitionError(str(exc)) from None
                 reason = f"{reason} (accepted as the new baseline: {accepted})"
             if current.status == FindingStatus.RESOLVED:
                 current.stale_since = None

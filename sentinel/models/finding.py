@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sentinel.models.observer import DEFAULT_SITE, DEFAULT_VANTAGE, Vantage
+
 
 class Severity(StrEnum):
     INFO = "info"
@@ -44,8 +46,15 @@ class FindingStatus(StrEnum):
 ACTIVE_STATUSES = (FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED, FindingStatus.RECTIFIED)
 
 
-def fingerprint(rule_id: str, system_id: str, target: str) -> str:
-    """Stable identity of a finding; sha256 so it is the same in every process and release."""
+def fingerprint(rule_id: str, system_id: str, target: str, vantage: Vantage = DEFAULT_VANTAGE) -> str:
+    """Stable identity of a finding; sha256 so it is the same in every process and release. The vantage is part of
+    it: the same problem seen from the Internet and from inside is two findings (each resolves on its own evidence),
+    while shards of one vantage agree on every id. (The default is a single-site instance's vantage.)"""
+    return hashlib.sha256(f"{rule_id}\x1f{system_id}\x1f{target}\x1f{vantage.value}".encode()).hexdigest()
+
+
+def legacy_fingerprint(rule_id: str, system_id: str, target: str) -> str:
+    """The id findings had before sites and vantages (what an upgraded store's rows are re-keyed from)."""
     return hashlib.sha256(f"{rule_id}\x1f{system_id}\x1f{target}".encode()).hexdigest()
 
 
@@ -75,6 +84,10 @@ class Finding:
     stale_since: datetime | None = None
     #: the owner's planned rectification date (通报 → 整改), if they gave one
     planned_fix: datetime | None = None
+    #: who observed it: the instance's site and vantage (`vantage` None: recorded before sites, not yet adopted by
+    #: the instance that owns the store; its id is then still the one of `legacy_fingerprint`)
+    site: str = DEFAULT_SITE
+    vantage: Vantage | None = DEFAULT_VANTAGE
 
     @property
     def is_stale(self) -> bool:
@@ -83,6 +96,8 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "site": self.site,
+            "vantage": self.vantage.value if self.vantage is not None else None,
             "rule_id": self.rule_id,
             "title": self.title,
             "severity": self.severity.value,

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sentinel.models.observer import Vantage
+
 
 class ObservationStatus(StrEnum):
     OK = "ok"
@@ -17,7 +19,9 @@ class ObservationStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """One typed result. `data` holds flat dotted field names (``cert.days_to_expiry``) read by rules."""
+    """One typed result. `data` holds flat dotted field names (``cert.days_to_expiry``) read by rules.
+
+    `site` and `vantage` say who observed; collectors leave them unset and `Sentinel.ingest` stamps the instance's."""
 
     kind: str
     system_id: str
@@ -27,6 +31,8 @@ class Observation:
     status: ObservationStatus = ObservationStatus.OK
     data: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    site: str | None = None
+    vantage: Vantage | None = None
 
     def get(self, name: str) -> Any:
         """A field as rules see it: the observation's own attributes, then its data."""
@@ -43,6 +49,10 @@ class Observation:
                 return self.probe
             case "system_id":
                 return self.system_id
+            case "site":
+                return self.site
+            case "vantage":
+                return self.vantage.value if self.vantage is not None else None
         return self.data.get(name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,5 +64,7 @@ class Observation:
             "probe": self.probe,
             "status": self.status.value,
             "error": self.error,
+            "site": self.site,
+            "vantage": self.vantage.value if self.vantage is not None else None,
             "data": dict(self.data),
         }

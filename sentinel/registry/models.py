@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sentinel.models.observer import Vantage, check_vantage
 from sentinel.registry.scope import Scope
 
 SYSTEM_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -83,6 +84,20 @@ class Endpoint(Strict):
     host: str | None = None
     ports: list[Port] = Field(default_factory=list)
     name: str | None = None
+    #: the vantages its ports should answer from (e.g. a management port: [internal]); None: no restriction.
+    #: A port that answers a monitor at another vantage is a source-restriction finding.
+    reachable_from: list[Vantage] | None = None
+
+    @field_validator("reachable_from", mode="before")
+    @classmethod
+    def _vantages(cls, value: object) -> object:
+        if isinstance(value, str):  # a single name, written without brackets
+            value = [value]
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list would forbid every vantage; leave 'reachable_from' out instead")
+            return [check_vantage(v) if isinstance(v, str) else v for v in value]
+        return value
 
     @field_validator("url")
     @classmethod

@@ -50,8 +50,8 @@ def shipped_rules() -> Mapping[str, Rule]:
     """The shipped rules by id, loaded once per process: the Chinese text of findings shown where the loaded rule
     set is not at hand (notifications, the web view). Empty (English shown) if they cannot be loaded."""
     from sentinel.engine.loader import load_rules
-    from sentinel.engine.paths import shipped_rules_dir
     from sentinel.errors import InputError
+    from sentinel.paths import shipped_rules_dir
 
     try:
         return {r.id: r for r in load_rules([shipped_rules_dir()])}

@@ -23,7 +23,7 @@ from sentinel.engine.ruleset import RuleSet, Verdict
 from sentinel.engine.stateful import FLAPPING_SUFFIX
 from sentinel.engine.stateful_spec import Duration
 from sentinel.errors import InputError, Problem
-from sentinel.models import Observation, ObservationStatus
+from sentinel.models import Observation, ObservationStatus, Vantage
 from sentinel.registry.loader import load_registry
 from sentinel.registry.models import Endpoint, Owner, Registry, System, Tier
 from sentinel.registry.scope import Scope
@@ -56,6 +56,9 @@ class FixtureObservation(Strict):
     error: str | None = None
     system: str = FIXTURE_SYSTEM
     repeat: int = Field(default=1, ge=1, le=10_000)  # the same observation N times, `every` apart
+    # who observed (what `Sentinel.ingest` stamps); unset, rules reading them cannot tell
+    site: str | None = None
+    vantage: Vantage | None = None
 
 
 class Sweep(Strict):
@@ -208,6 +211,8 @@ def _observation(rule: Rule, spec: FixtureObservation, at: datetime) -> Observat
         status=spec.status,
         data=dict(spec.data),
         error=spec.error,
+        site=spec.site,
+        vantage=spec.vantage,
     )
 
 

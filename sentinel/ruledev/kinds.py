@@ -10,14 +10,26 @@ Where they come from, without anything to keep in step by hand:
   `sentinel.traffic` (parsed, never imported or run).
 
 A kind built at run time (not a literal) would be missed; `EXTRA_KINDS` is the place to list such a kind.
+
+The data fields of each kind are declared where they are made: each probe's `fields` (with what the runner adds
+to a failed job's error observation, `Probe.reported_fields`), each traffic detector's `fields` and the live
+capture's. Rules may also read the observation's own attributes (`ATTRIBUTE_FIELDS`). tests/test_ruledev_fields.py
+runs the probes and detectors and checks every field they report is declared.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import importlib
 import importlib.util
+import inspect
+import pkgutil
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+
+from sentinel.models import Observation
 
 #: kinds that some producer makes but that the source scan cannot see (none today)
 EXTRA_KINDS: frozenset[str] = frozenset()
@@ -25,6 +37,40 @@ EXTRA_KINDS: frozenset[str] = frozenset()
 PRODUCER_PACKAGES = ("sentinel.collectors", "sentinel.traffic")
 #: callables that build an observation, and where their kind is when given positionally
 _BUILDERS = {"Observation": None, "observation": 0, "service_observation": 0}
+#: what a rule may read of any observation besides its data (`Observation.get`): status, error, kind, target...
+ATTRIBUTE_FIELDS = frozenset(f.name for f in dataclasses.fields(Observation)) - {"data", "observed_at"}
+
+
+@lru_cache(maxsize=1)
+def declared_fields() -> dict[str, frozenset[str]]:
+    """Per observation kind, the data fields its producers declare (the union over producers of one kind)."""
+    from sentinel.collectors import BUILTIN_PROBES
+
+    out: dict[str, frozenset[str]] = {}
+
+    def add(declared: Mapping[str, frozenset[str]]) -> None:
+        for kind, names in declared.items():
+            out[kind] = out.get(kind, frozenset()) | names
+
+    for probe in BUILTIN_PROBES.values():
+        add(probe.reported_fields())
+    for declared in traffic_producers().values():
+        add(declared)
+    return out
+
+
+def traffic_producers() -> dict[type, Mapping[str, frozenset[str]]]:
+    """The classes of `sentinel.traffic` that declare the fields they report (the detectors, the live capture),
+    each with its declaration."""
+    package = importlib.import_module("sentinel.traffic")
+    found: dict[type, Mapping[str, frozenset[str]]] = {}
+    for info in pkgutil.walk_packages(package.__path__, "sentinel.traffic."):
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            declared = getattr(cls, "fields", None)
+            if cls.__module__ == module.__name__ and isinstance(declared, Mapping):
+                found[cls] = declared
+    return found
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,10 @@ the condition's top-level `all`, where failing it would read as "fixed" and reso
 `when:`; the Chinese title and remediation (`title_zh`, `remediation_zh`): required of shipped rules (a
 problem), a warning for other rules, and always Chinese text without Markdown markup when given; an
 `observation:` kind that no built-in probe or traffic detector produces (the rule would never fire; the kinds
-come from `sentinel.ruledev.kinds`).
+come from `sentinel.ruledev.kinds`); a field the rule reads (`field:`, `value_field:`, `change.field`/`keep`/`diff`,
+`baseline.field`, `evidence`) that no producer declares for the rule's kinds, and that is neither an attribute of every
+observation (`status`, `target`...) nor derived by the rule's own memory (`change.*` with `change:`...): it would
+always be missing, so the rule could never tell.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from pydantic import ValidationError
 from sentinel.compliance.frameworks import Framework, known_control_ids, load_frameworks
 from sentinel.engine.conditions import Condition
 from sentinel.engine.loader import rule_files
-from sentinel.engine.paths import shipped_rules_dir
-from sentinel.engine.rule import CJK, Rule
+from sentinel.engine.rule import CJK, DERIVED_PREFIXES, Rule
 from sentinel.engine.stateful import FLAPPING_SUFFIX
 from sentinel.errors import InputError, Problem
+from sentinel.paths import shipped_rules_dir
 from sentinel.ruledev.fixtures import LoadedFixture, load_fixtures, parse_fixture
-from sentinel.ruledev.kinds import observation_kinds
+from sentinel.ruledev.kinds import ATTRIBUTE_FIELDS, declared_fields, observation_kinds
 from sentinel.yamlio import LineDict, line_of, load_yaml_file, validation_problems
 
 NAMESPACES = ("mlps", "gov_web", "nist_800_53", "cis_v8")
@@ -35,7 +38,7 @@ NAMESPACES = ("mlps", "gov_web", "nist_800_53", "cis_v8")
 #: The Chinese text every shipped rule must carry (docs/rules.md, "Chinese text").
 ZH_FIELDS = ("title_zh", "remediation_zh")
 #: Shipped rules whose Chinese text is still being written: a warning, not a problem, until it is there.
-#: Remove an id once its rule has the text (tests/test_rules_zh.py fails while a listed rule already has it).
+#: Remove an id once its rule has the text (tests/test_ruledev_lint_rules.py fails while a listed rule already has it).
 ZH_PENDING: frozenset[str] = frozenset()
 _HAS_CJK = re.compile(f"[{CJK}]")
 _MARKUP = re.compile(r"`|\*\*|__")
@@ -131,6 +134,70 @@ def kind_problems(item: _Parsed, known: frozenset[str]) -> list[Problem]:
     return out
 
 
+def _field_refs(data: LineDict) -> list[tuple[str, int | None]]:
+    """Each field the rule file reads, with the line of its key: condition and `when` trees, stateful features."""
+    refs: list[tuple[str, int | None]] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, LineDict):
+            for key in ("field", "value_field"):
+                if isinstance(node.get(key), str):
+                    refs.append((node[key], node.key_lines.get(key)))
+            for key in ("all", "any", "not"):
+                walk(node.get(key))
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(data.get("condition"))
+    walk(data.get("when"))
+    for feature, keys in (("change", ("field", "diff", "keep")), ("baseline", ("field",))):
+        section = data.get(feature)
+        if not isinstance(section, LineDict):
+            continue
+        for key in keys:
+            value = section.get(key)
+            names = value if isinstance(value, list) else [value]
+            for index, name in enumerate(names):
+                if isinstance(name, str):
+                    at = (feature, key, index) if isinstance(value, list) else (feature, key)
+                    refs.append((name, line_of(data, at)))
+    evidence = data.get("evidence")
+    if isinstance(evidence, list):  # shown with every finding: a misspelt one is always empty
+        refs.extend((name, line_of(data, ("evidence", i))) for i, name in enumerate(evidence) if isinstance(name, str))
+    return refs
+
+
+def field_problems(item: _Parsed, declared: dict[str, frozenset[str]]) -> list[Problem]:
+    """A field that no producer of the rule's kinds reports: the condition on it is always unknown."""
+    rule = item.rule
+    kinds = list(dict.fromkeys(rule.observation))
+    if not kinds or any(k not in declared for k in kinds):
+        return []  # an unknown kind is its own problem; a kind nothing declares cannot be checked
+    reported = frozenset().union(*(declared[k] for k in kinds))
+    derived = {p for p in DERIVED_PREFIXES if getattr(rule, p, None) is not None}
+    out = []
+    for name, line in _field_refs(item.data):
+        if name in reported or name in ATTRIBUTE_FIELDS or name.split(".", 1)[0] in derived:
+            continue
+        prefix = name.split(".", 1)[0]
+        close = difflib.get_close_matches(name, sorted(reported | ATTRIBUTE_FIELDS), n=1)
+        if prefix in DERIVED_PREFIXES:
+            hint = f" ('{prefix}.*' fields come from the rule's own '{prefix}:')"
+        else:
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+        where = ", ".join(f"'{k}'" for k in kinds)
+        out.append(
+            Problem(
+                str(item.file),
+                line or item.data.key_lines.get("condition"),
+                f"rule {rule.id} reads field '{name}', which no probe or traffic detector reports for "
+                f"kind{'s' if len(kinds) > 1 else ''} {where}{hint}",
+            )
+        )
+    return out
+
+
 def is_shipped(file: Path) -> bool:
     """The file is one of Sentinel's own rules (under the shipped rules directory)."""
     return file.resolve().is_relative_to(shipped_rules_dir().resolve())
@@ -198,9 +265,11 @@ def lint(paths: list[Path], frameworks: list[Framework] | None = None, require_z
         seen[rid] = item.file
         report.rules.append(item.rule)
     kinds = observation_kinds() if parsed else frozenset()
+    fields = declared_fields() if parsed else {}
     for item in parsed:
         problems.extend(precondition_problems(item))
         problems.extend(kind_problems(item, kinds))
+        problems.extend(field_problems(item, fields))
         required = require_zh if require_zh is not None else is_shipped(item.file) and item.rule.id not in ZH_PENDING
         zh, zh_warnings = zh_problems(item, required)
         problems.extend(zh)

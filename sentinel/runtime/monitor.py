@@ -21,13 +21,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sentinel.advisories.book import AdvisoryBook
 from sentinel.app import Sentinel, open_store
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.config.settings import Settings
 from sentinel.engine.loader import load_rules, rule_files
-from sentinel.engine.paths import shipped_rules_dir
-from sentinel.errors import InputError, Problem, SentinelError
+from sentinel.errors import InputError, SentinelError
 from sentinel.notify.notifier import Notifier
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.loader import load_registry, registry_files
 from sentinel.registry.models import Registry
 from sentinel.registry.sharding import shard_registry
@@ -91,7 +92,7 @@ class Monitor:
     def _load(self) -> Loaded:
         settings = self._load_settings()
         if settings.registry is None:
-            raise InputError([Problem("settings", None, "no registry given (--registry PATH or 'registry:')")])
+            raise InputError([settings.locate(("registry",), "no registry given (--registry PATH or 'registry:')")])
         registry = load_registry(settings.registry)
         if self._shard is not None:
             registry = shard_registry(registry, *self._shard)
@@ -200,12 +201,41 @@ class Monitor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), settings.run.notify_every)
 
+    async def _advisory_loop(self) -> None:
+        """Receive the other sites' early warnings; each sweep slice builds its rules from the store, so a warning
+        received here applies from the next slice on."""
+        while not self.stopping.is_set():
+            settings = self.current.settings
+            every = settings.run.advisory_sync_every
+            if every and "elasticsearch" in sink_sections(settings):
+                await asyncio.to_thread(self._advisories_once, settings, self.current.registry)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), every or settings.run.notify_every)
+
+    @staticmethod
+    def _advisories_once(settings: Settings, registry: Registry) -> None:
+        app = Sentinel(settings, registry=registry, ship_inline=False)  # its own store connection (worker thread)
+        try:
+            received, bad = app.receive_advisories()
+        except InputError as exc:  # the cluster is down or refuses: the warnings held still apply
+            log.warning("early warnings not synced: %s", "; ".join(str(p) for p in exc.problems))
+            return
+        finally:
+            app.close()
+        for line in bad:
+            log.warning("early warning skipped: %s", line)
+        for a in received:
+            log.info("early warning %s received from %s%s", a.id, a.issued_by, " (withdrawn)" if a.withdrawn_at else "")
+
     @staticmethod
     def _notify_once(settings: Settings, registry: Registry) -> None:
         store = open_store(settings.store)  # its own connection: this runs in a worker thread
         try:
-            # custom rule folders bring their own Chinese text; the shipped rules' is cached per process
-            rules = Sentinel(settings, registry=registry).rules.by_id if settings.rules else None
+            # custom rule folders and early warnings bring their own Chinese text; the shipped rules' is cached
+            held = AdvisoryBook(store).all(active_only=True)
+            rules = None
+            if settings.rules or held:
+                rules = {**Sentinel(settings, registry=registry).rules.by_id, **{a.rule_id: a.to_rule() for a in held}}
             report = Notifier(settings.notify, registry, store, policy=settings.findings, rules=rules).run(
                 datetime.now(UTC)
             )
@@ -344,6 +374,7 @@ class Monitor:
         self._tasks = {p: asyncio.create_task(self._probe_loop(p), name=f"probe:{p}") for p in self._probe_names()}
         tasks = [
             asyncio.create_task(self._notify_loop(), name="notify"),
+            asyncio.create_task(self._advisory_loop(), name="advisories"),
             asyncio.create_task(self._ship_loop(), name="ship"),
             asyncio.create_task(self._reload_loop(), name="reload"),
             asyncio.create_task(self._sniff_loop(), name="sniff"),

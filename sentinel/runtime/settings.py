@@ -46,6 +46,9 @@ class RunSettings(BaseModel):
     #: random extra delay, as a fraction of the slice, so instances and probes do not align
     jitter: float = Field(default=0.1, ge=0, le=1)
     notify_every: float = Field(default=300.0, ge=5)
+    #: seconds between two reads of the other sites' early warnings from the shared Elasticsearch cluster
+    #: (when `sinks.elasticsearch` is configured); 0: never (`sentinel advisory sync` by hand)
+    advisory_sync_every: float = Field(default=300.0, ge=0)
     ship_every: float = Field(default=10.0, ge=1)
     reload_check_every: float = Field(default=5.0, ge=1)
     shutdown_grace: float = Field(default=25.0, ge=1, le=29)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from sentinel.errors import InputError, Problem
 from sentinel.sinks.alertmanager import AlertmanagerSink
 from sentinel.sinks.base import OutboxSink, Sink, SweepOutcome
@@ -36,10 +38,22 @@ BUILTIN_SINKS: dict[str, SinkFactory] = {
 }
 
 
+def sink_options_model(name: str) -> type[BaseModel] | None:
+    """Sink `name`'s options model (None: not known here), so loading the settings checks `sinks.NAME` where it
+    knows the file's lines (FILE:LINE); the Elasticsearch client library is not loaded for it."""
+    if name == "elasticsearch":
+        from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings
+
+        return ElasticsearchSettings
+    typed = {cls.name: cls.Options for cls in (JsonLinesSink, AlertmanagerSink, SyslogSink)}
+    return typed.get(name)
+
+
 def build_sinks(config: Mapping[str, Mapping[str, Any]] | SinkSettingsSource) -> list[OutboxSink]:
     """The configured sinks, from the `sinks:` sections (or a Settings, which adds the deprecated Elasticsearch
     forms); every mistake is an InputError naming `sinks.NAME.KEY`."""
     sections = sink_sections(config) if hasattr(config, "sinks") else {k: dict(v or {}) for k, v in config.items()}
+    site = getattr(config, "site", None)  # a Settings: Elasticsearch's index names follow the instance's site
     sinks: list[OutboxSink] = []
     problems: list[Problem] = []
     for name, options in sections.items():
@@ -50,7 +64,12 @@ def build_sinks(config: Mapping[str, Mapping[str, Any]] | SinkSettingsSource) ->
             )
             continue
         try:
-            sinks.append(factory(options or {}))
+            given = options or {}
+            if name == "elasticsearch":
+                from sentinel.sinks.elasticsearch.settings import instance_options
+
+                given = instance_options(given, site)
+            sinks.append(factory(given))
         except InputError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -58,4 +77,4 @@ def build_sinks(config: Mapping[str, Mapping[str, Any]] | SinkSettingsSource) ->
     return sinks
 
 
-__all__ = ["BUILTIN_SINKS", "OutboxSink", "Sink", "SweepOutcome", "build_sinks"]
+__all__ = ["BUILTIN_SINKS", "OutboxSink", "Sink", "SweepOutcome", "build_sinks", "sink_options_model"]

@@ -3,8 +3,8 @@
 Alertmanager forgets an alert once its `endsAt` passes, so every delivery re-sends each alert still active with
 `endsAt` pushed `ends_after` seconds ahead (and, with nothing queued, every `resend_every` seconds), and a finding
 that resolves (or is suppressed) is sent once more with `endsAt` = now, which resolves it at once. The alert's
-identity is its label set, which includes the finding id, so re-sends update the same alert instead of making new
-ones: a resend after a retry or a crash is never a second alert.
+identity is its label set, which includes the finding id (and the site and vantage that observed it), so re-sends
+update the same alert instead of making new ones: a resend after a retry or a crash is never a second alert.
 
 Through the outbox (`sentinel run`, `sentinel sinks ship`) the set of active alerts is kept in the store
 (`sink_state`), committed with each delivery, so a restart neither re-fires what was resolved nor forgets what is
@@ -19,6 +19,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -127,6 +128,8 @@ class AlertmanagerSink(OutboxSink):
             "severity": finding.severity.value,
             "category": finding.category,
         }
+        if finding.vantage is not None:  # a finding from before sites keeps the label set it fired with
+            labels.update(site=finding.site, vantage=finding.vantage.value)
         annotations = {
             "summary": f"{finding.system_id}: {finding.title}",
             "target": finding.target,
@@ -160,6 +163,23 @@ class AlertmanagerSink(OutboxSink):
 
     def encode_findings(self, changes: Sequence[FindingChange], ctx: EncodeContext) -> list[Entry]:
         return [e for c in changes if (e := self._entry(c.finding)) is not None]
+
+    def encode_rekeyed(
+        self, moved: Sequence[tuple[str, Finding]], ctx: EncodeContext, state: Mapping[str, str]
+    ) -> list[Entry]:
+        """Adopted findings from before sites: the alert under the former id and label set is resolved (it would
+        otherwise be re-sent for ever), and the finding fires again under its new labels if it still should."""
+        out: list[Entry] = []
+        for former, finding in moved:
+            if not finding.severity.at_least(self.settings.min_severity):
+                continue
+            sent = state.get(ACTIVE + former)
+            old = json.loads(sent) if sent else self.alert(replace(finding, id=former, site="", vantage=None))
+            body = {"alert": old, "firing": False, "resolved": True}
+            out.append(Entry("alert", former, dumps(body), coalesce=True, droppable=False))
+            if (entry := self._entry(finding)) is not None:
+                out.append(entry)
+        return out
 
     # -- delivery ---------------------------------------------------------------------------------
     def _alerts(

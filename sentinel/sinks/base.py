@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Literal, Protocol
 
+from sentinel.advisories.model import Advisory
 from sentinel.findings.tracker import ApplyResult
 from sentinel.models import Finding, FindingStatus, Observation
 from sentinel.registry.models import System
@@ -158,6 +159,18 @@ class OutboxSink(ABC):
         return []
 
     def encode_observations(self, observations: Sequence[Observation], ctx: EncodeContext) -> list[Entry]:
+        return []
+
+    def encode_advisories(self, advisories: Sequence[Advisory], ctx: EncodeContext) -> list[Entry]:
+        """Early warnings issued or withdrawn here, for a sink that carries them to the other sites (by default
+        none does)."""
+        return []
+
+    def encode_rekeyed(
+        self, moved: Sequence[tuple[str, Finding]], ctx: EncodeContext, state: Mapping[str, str]
+    ) -> list[Entry]:
+        """Findings from before sites that the store's instance adopted: (former id, finding now) pairs, with the
+        sink's persisted state. A sink whose peer keys anything by finding id moves it here; by default nothing."""
         return []
 
     @abstractmethod

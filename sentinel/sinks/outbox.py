@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sentinel.advisories.model import Advisory
 from sentinel.models import Finding, FindingStatus, Observation
 from sentinel.registry.models import Registry, System
 from sentinel.sinks.base import EncodeContext, Entry, FindingChange, OutboxSink
@@ -198,6 +199,15 @@ class OutboxWriter:
             for sink in self.sinks:
                 if sink.wants_observations:
                     self._queue(db, sink, sink.encode_observations(observations, ctx), ctx.now)
+        elif what == "advisories":  # `AdvisoryBook.save`: warnings issued, received or withdrawn
+            advisories = [a for a in items if isinstance(a, Advisory)]
+            for sink in self.sinks:
+                self._queue(db, sink, sink.encode_advisories(advisories, ctx), ctx.now)
+        elif what == "rekeyed":  # `SqliteStore.claim_identity`: (former id, finding) pairs
+            moved = [(str(former), f) for former, f in items if isinstance(f, Finding)]
+            for sink in self.sinks:
+                state = dict(db.execute("SELECT key, value FROM sink_state WHERE sink = ?", (sink.name,)).fetchall())
+                self._queue(db, sink, sink.encode_rekeyed(moved, ctx, state), ctx.now)
 
     def _queue(self, db: sqlite3.Connection, sink: OutboxSink, entries: Iterable[Entry], now: float) -> None:
         current: list[tuple[Any, ...]] = []

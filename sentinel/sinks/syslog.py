@@ -111,6 +111,8 @@ class SyslogSink(OutboxSink):
             "system": finding.system_id,
             "severity": finding.severity.value,
             "status": finding.status.value,
+            "site": finding.site,
+            "vantage": finding.vantage.value if finding.vantage is not None else "",
         }
         sd = f"[{s.sd_id} " + " ".join(f'{k}="{_sd_value(v)}"' for k, v in params.items()) + "]"
         stamp = at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -129,6 +131,10 @@ class SyslogSink(OutboxSink):
                 "cs2": finding.system_id,
                 "cs3Label": "status",
                 "cs3": finding.status.value,
+                "cs4Label": "site",
+                "cs4": finding.site,
+                "cs5Label": "vantage",
+                "cs5": finding.vantage.value if finding.vantage is not None else "",
                 "msg": finding.remediation[:512],
             }
             body = (

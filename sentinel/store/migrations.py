@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from sentinel.store.schema import SchemaComponent
 
+#: The append-only guard of `finding_events` (migration 1). Re-keying a finding's id is the one rewrite of its
+#: history rows: `claim_identity` lifts the guard and puts it back in the same transaction.
+FINDING_EVENTS_NO_UPDATE = """CREATE TRIGGER finding_events_no_update BEFORE UPDATE ON finding_events
+           BEGIN SELECT RAISE(ABORT, 'finding_events is append-only'); END"""
+
 CORE: list[list[str]] = [
     # 1: findings, their audit trail, latest observations, sweep audit records
     [
@@ -44,8 +49,7 @@ CORE: list[list[str]] = [
         )""",
         "CREATE INDEX finding_events_finding ON finding_events (finding_id, seq)",
         # Append-only audit log: the database itself refuses edits and deletions.
-        """CREATE TRIGGER finding_events_no_update BEFORE UPDATE ON finding_events
-           BEGIN SELECT RAISE(ABORT, 'finding_events is append-only'); END""",
+        FINDING_EVENTS_NO_UPDATE,
         """CREATE TRIGGER finding_events_no_delete BEFORE DELETE ON finding_events
            BEGIN SELECT RAISE(ABORT, 'finding_events is append-only'); END""",
         """CREATE TABLE observations_latest (
@@ -109,6 +113,22 @@ CORE: list[list[str]] = [
     ],
     # 4 (issue 12): every source of observations writes an audit record; only probe sweeps count as sweeps
     ["ALTER TABLE sweeps ADD COLUMN source TEXT NOT NULL DEFAULT 'sweep'"],
+    # 5 (issue 14): who observed. Rows from before have site '' and vantage '' until the instance that owns the
+    # store records its identity (`SqliteStore.claim_identity`, at its first ingest): only it knows where it
+    # stands, and that re-keys their ids (the vantage is part of a finding's id) with their history.
+    [
+        "ALTER TABLE findings ADD COLUMN site TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE findings ADD COLUMN vantage TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE observations_latest ADD COLUMN site TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE observations_latest ADD COLUMN vantage TEXT NOT NULL DEFAULT ''",
+        # one row: the site and vantage whose observations this store holds (a store never mixes two)
+        """CREATE TABLE store_identity (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            site TEXT NOT NULL,
+            vantage TEXT NOT NULL,
+            recorded_at TEXT NOT NULL
+        )""",
+    ],
 ]
 
 

@@ -68,6 +68,9 @@ class ObservationRow:
     observed_at: str
     status: str
     data: str
+    #: who observed it ('' for a row recorded before sites, until the store's instance adopts it)
+    site: str = ""
+    vantage: str = ""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -11,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sentinel.errors import StoreError
-from sentinel.models import Finding, FindingStatus, Observation, Severity
-from sentinel.models.finding import ACTIVE_STATUSES
-from sentinel.store.migrations import CORE_COMPONENT
+from sentinel.errors import CorruptStoreError, StoreError
+from sentinel.models import Finding, FindingStatus, Observation, Observer, Severity, Vantage
+from sentinel.models.finding import ACTIVE_STATUSES, fingerprint
+from sentinel.store.migrations import CORE_COMPONENT, FINDING_EVENTS_NO_UPDATE
 from sentinel.store.reads import (
     CaptureWindow,
     FindingCount,
@@ -41,10 +42,44 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+# SQLite's primary result codes for a damaged file and for a file that is no database at all (sqlite3 raises
+# both as a bare DatabaseError, which nothing above the store would map to a message)
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def damaged(path: str, exc: sqlite3.DatabaseError) -> CorruptStoreError | None:
+    """The error to raise when `exc` says the store file is damaged or not a database; None for other errors."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == _SQLITE_NOTADB:
+        return CorruptStoreError(
+            f"{path}: not an SQLite database ({exc}), so not a Sentinel store; nothing was written to it. Name the "
+            "store with --store or 'store:' in the config, or restore the file from a backup"
+        )
+    if code == _SQLITE_CORRUPT:
+        return corrupt(path, str(exc))
+    return None
+
+
+def corrupt(path: str, detail: str) -> CorruptStoreError:
+    return CorruptStoreError(
+        f"{path}: the store is damaged ({detail}); Sentinel will neither read nor write it. Restore it from a "
+        f"backup, or see what is damaged with: sqlite3 {shlex.quote(path)} 'PRAGMA integrity_check'"
+    )
+
+
+def check_intact(db: sqlite3.Connection, path: str) -> None:
+    """Refuse a damaged store before anything writes to it: SQLite writing into a corrupt b-tree spreads the
+    damage. `quick_check` walks every page (about 0.1 s per 100 MB) but not index-to-table agreement."""
+    rows = db.execute("PRAGMA quick_check(1)").fetchall()
+    if rows and rows[0][0] != "ok":
+        raise corrupt(path, " ".join(str(rows[0][0]).removeprefix("*** in database main ***").split())[:300])
+
+
 _FINDING_COLUMNS = (
     "id, rule_id, title, severity, category, system_id, target, status, first_seen, last_seen, occurrences,"
     " evidence, controls, remediation, status_reason, status_by, suppressed_until, resolved_at, regression,"
-    " stale_since, planned_fix"
+    " stale_since, planned_fix, site, vantage"
 )
 
 
@@ -71,6 +106,8 @@ def _finding_row(f: Finding) -> tuple[Any, ...]:
         int(f.regression),
         _ts(f.stale_since),
         _ts(f.planned_fix),
+        f.site,
+        f.vantage.value if f.vantage is not None else "",
     )
 
 
@@ -97,6 +134,8 @@ def _finding_from(row: sqlite3.Row) -> Finding:
         regression=bool(row["regression"]),
         stale_since=_dt(row["stale_since"]),
         planned_fix=_dt(row["planned_fix"]),
+        site=row["site"],
+        vantage=Vantage(row["vantage"]) if row["vantage"] else None,  # '': recorded before sites, not yet adopted
     )
 
 
@@ -116,6 +155,8 @@ class FindingQuery:
     #: overdue: active and first seen before the severity's deadline (severity -> first_seen cut-off)
     overdue_cutoffs: dict[Severity, datetime] | None = None
     stale: bool | None = None
+    sites: Sequence[str] | None = None
+    vantages: Sequence[Vantage] | None = None
 
     def where(self) -> tuple[str, list[Any]]:
         where: list[str] = []
@@ -137,6 +178,10 @@ class FindingQuery:
             among("rule_id", list(self.rule_ids))
         if self.categories is not None:
             among("category", list(self.categories))
+        if self.sites is not None:
+            among("site", list(self.sites))
+        if self.vantages is not None:
+            among("vantage", [v.value for v in self.vantages])
         if self.text:
             needle = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append("(title LIKE ? ESCAPE '\\' OR target LIKE ? ESCAPE '\\' OR rule_id LIKE ? ESCAPE '\\')")
@@ -189,7 +234,7 @@ def observations_about(
 ) -> list[ObservationRow]:
     """`SqliteStore.observations_about` over a bare connection (for callers that hold only the connection)."""
     sql = (
-        "SELECT kind, target, observed_at, status, data FROM observations_latest"
+        "SELECT kind, target, observed_at, status, data, site, vantage FROM observations_latest"
         f" WHERE (system_id = ? OR target IN ({','.join('?' * len(targets))}))"
     )
     args: list[str] = [system_id, *targets]
@@ -199,13 +244,17 @@ def observations_about(
     return [ObservationRow(*r) for r in db.execute(sql + " ORDER BY kind, target", args)]
 
 
-#: Called inside the transaction that writes findings or observations: (connection, what, items).
-#: This is how a transactional outbox queues exactly what was recorded, atomically with it.
+#: Called inside the transaction that writes findings or observations: (connection, what, items). `what` is
+#: "findings", "observations", "rekeyed" ((former id, finding) pairs adopted by `claim_identity`) or what a later
+#: stage `publish`es. This is how a transactional outbox queues exactly what was recorded, atomically with it.
 WriteHook = Callable[[sqlite3.Connection, str, Sequence[Any]], None]
 
 
 class SqliteStore:
     """All reads and writes of the embedded store go through this class."""
+
+    #: the recorded site and vantage, once read (a recorded identity never changes: see `claim_identity`)
+    _identity: Observer | None = None
 
     def __init__(self, path: Path | str, components: Sequence[SchemaComponent] = ()) -> None:
         """`components`: the schema components of the stages that will use this store (besides `core`)."""
@@ -220,12 +269,23 @@ class SqliteStore:
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
+            if self.path != ":memory:":
+                check_intact(self._db, self.path)  # first: the journal mode and the migrations below write
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             migrate(self._db, [CORE_COMPONENT, *components], self.path)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: cannot open the store: {exc}") from None
+            self._close_quietly()
+            raise damaged(self.path, exc) or StoreError(f"{self.path}: cannot open the store: {exc}") from None
+        except StoreError:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
 
     # -- schema -------------------------------------------------------------------------------
     def install(self, *components: SchemaComponent) -> None:
@@ -249,6 +309,13 @@ class SqliteStore:
         for hook in self._write_hooks:
             hook(self._db, what, items)
 
+    def publish(self, what: str, items: Sequence[Any]) -> None:
+        """Hand what a later stage wrote to its own tables (early warnings) to the write hooks, inside the caller's
+        open transaction, so the outbox queues it atomically with the write, as for findings."""
+        if not self._db.in_transaction:
+            raise RuntimeError("publish() belongs inside store.transaction()")
+        self._run_hooks(what, items)
+
     @property
     def connection(self) -> sqlite3.Connection:
         """For store extensions in other packages (outbox, engine state); core tables go through methods."""
@@ -268,6 +335,13 @@ class SqliteStore:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise StoreError(f"{self.path}: write failed: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # damage quick_check cannot see (an index that disagrees with its table)
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            found = damaged(self.path, exc)
+            if found is None:
+                raise
+            raise found from None
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -275,6 +349,91 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # -- whose observations (issue 14) --------------------------------------------------------
+    def identity(self) -> Observer | None:
+        """The site and vantage whose observations this store holds; None until an instance has recorded them."""
+        if self._identity is None:
+            row = self._db.execute("SELECT site, vantage FROM store_identity").fetchone()
+            if row is not None:
+                self._identity = Observer(row[0], Vantage(row[1]))
+        return self._identity
+
+    def claim_identity(self, observer: Observer, at: datetime) -> list[tuple[str, Finding]]:
+        """Record that this store holds what `observer` sees (done by an instance's ingest, the first time) and
+        adopt what was recorded before sites: those findings and latest observations take its site and vantage,
+        each finding the id that goes with them, its history and notification-ledger rows following, all in one
+        transaction (write hooks see it as "rekeyed": (former id, finding) pairs, which this returns too).
+
+        StoreError when the store already holds another site's or vantage's observations: one store, one observer,
+        or findings seen from one vantage would never be resolved by the other's sweeps."""
+        if self._identity == observer:  # recorded: nothing left to adopt
+            return []
+        with self.transaction() as db:
+            row = db.execute("SELECT site, vantage FROM store_identity").fetchone()
+            if row is not None:
+                recorded = Observer(row[0], Vantage(row[1]))
+                if recorded != observer:
+                    raise StoreError(
+                        f"{self.path}: this store holds what site '{recorded.site}' observed from vantage "
+                        f"'{recorded.vantage}', but the settings say site '{observer.site}', vantage "
+                        f"'{observer.vantage}'; every site and vantage keeps a store of its own: set 'store:' to "
+                        "another file, or 'site:' and 'vantage:' back"
+                    )
+                self._identity = recorded
+                return []
+            legacy = [
+                _finding_from(r) for r in db.execute(f"SELECT {_FINDING_COLUMNS} FROM findings WHERE vantage = ''")
+            ]
+            pairs: list[tuple[str, Finding]] = []
+            for f in legacy:
+                former = f.id
+                f.id = fingerprint(f.rule_id, f.system_id, f.target, observer.vantage)
+                f.site, f.vantage = observer.site, observer.vantage
+                pairs.append((former, f))
+            if pairs:
+                self._run_hooks("rekeyed", pairs)
+                db.executemany(
+                    "UPDATE findings SET id = ?, site = ?, vantage = ? WHERE id = ?",
+                    [(f.id, f.site, observer.vantage.value, former) for former, f in pairs],
+                )
+                moved = [(f.id, former) for former, f in pairs]
+                db.execute("DROP TRIGGER finding_events_no_update")
+                db.executemany("UPDATE finding_events SET finding_id = ? WHERE finding_id = ?", moved)
+                db.execute(FINDING_EVENTS_NO_UPDATE)
+                # the notification ledger keys what it told by finding id: moved too, so nobody is told again
+                if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'notify_sent'").fetchone():
+                    db.executemany(
+                        "UPDATE notify_sent SET finding_id = ?, event_key = replace(event_key, ?, ?)"
+                        " WHERE finding_id = ?",
+                        [(new, f":{former}:", f":{new}:", former) for new, former in moved],
+                    )
+                db.executemany(
+                    "INSERT INTO finding_events (finding_id, at, actor, from_status, to_status, reason)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            f.id,
+                            _ts(at),
+                            "sentinel",
+                            f.status.value,
+                            f.status.value,
+                            f"recorded before sites: now site {observer.site}, vantage {observer.vantage} "
+                            f"(former id {former})",
+                        )
+                        for former, f in pairs
+                    ],
+                )
+            db.execute(
+                "UPDATE observations_latest SET site = ?, vantage = ? WHERE vantage = ''",
+                (observer.site, observer.vantage.value),
+            )
+            db.execute(
+                "INSERT INTO store_identity (singleton, site, vantage, recorded_at) VALUES (1, ?, ?, ?)",
+                (observer.site, observer.vantage.value, _ts(at)),
+            )
+        self._identity = observer
+        return pairs
 
     # -- findings -----------------------------------------------------------------------------
     def get_finding(self, finding_id: str) -> Finding | None:
@@ -337,7 +496,7 @@ class SqliteStore:
         with self.transaction() as db:
             self._run_hooks("findings", items)
             db.executemany(
-                f"INSERT OR REPLACE INTO findings ({_FINDING_COLUMNS}) VALUES ({','.join('?' * 21)})",
+                f"INSERT OR REPLACE INTO findings ({_FINDING_COLUMNS}) VALUES ({','.join('?' * 23)})",
                 [_finding_row(f) for f in items],
             )
             if items:
@@ -389,8 +548,8 @@ class SqliteStore:
         return int(self._db.execute(f"SELECT COUNT(*) FROM findings{where}", args).fetchone()[0])
 
     def finding_counts(self, query: FindingQuery, *columns: str) -> list[tuple[Any, ...]]:
-        """COUNT(*) grouped by the given columns (system_id, severity, status, rule_id, category)."""
-        allowed = {"system_id", "severity", "status", "rule_id", "category"}
+        """COUNT(*) grouped by the given columns (system_id, severity, status, rule_id, category, site, vantage)."""
+        allowed = {"system_id", "severity", "status", "rule_id", "category", "site", "vantage"}
         if not columns or not set(columns) <= allowed:
             raise ValueError(f"group by one or more of {sorted(allowed)}")
         where, args = query.where()
@@ -606,8 +765,9 @@ class SqliteStore:
             self._run_hooks("observations", items)
             db.executemany(
                 "INSERT OR REPLACE INTO observations_latest"
-                " (kind, system_id, target, observed_at, probe, status, error, data) VALUES (?,?,?,?,?,?,?,?)",
-                [
+                " (kind, system_id, target, observed_at, probe, status, error, data, site, vantage)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (  # a generator: each row's JSON is made as SQLite takes it, never a sweep's worth at once
                     (
                         o.kind,
                         o.system_id,
@@ -617,9 +777,11 @@ class SqliteStore:
                         o.status.value,
                         o.error,
                         json.dumps(dict(o.data), ensure_ascii=False, default=str),
+                        o.site or "",
+                        o.vantage.value if o.vantage is not None else "",
                     )
                     for o in items
-                ],
+                ),
             )
             self._count_availability(db, items)
 

@@ -34,9 +34,10 @@ from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
 #: The detectors (by index in the full list below) in two parts that share no state: the payload
 #: detector hands login failures and HTTP Host names to the brute-force and intel detectors, DNS hands
 #: names to intel, the others stand alone. A capture can thus be analysed by two processes at once,
-#: one part each, with the same results. The scan detector alone costs about what the SYN-flood,
-#: payload and DNS detectors cost together on mixed traffic, so the parts take about the same time.
-PARTS: tuple[tuple[int, ...], ...] = ((0, 2, 3, 7), (1, 4, 5, 6, 8))
+#: one part each, with the same results. On mixed traffic the scan and SYN-flood detectors together
+#: cost about what the payload and DNS detectors and the small ones cost, so the parts take about the
+#: same time.
+PARTS: tuple[tuple[int, ...], ...] = ((0, 1), (2, 3, 4, 5, 6, 7, 8))
 
 
 class Analyzer:
@@ -52,15 +53,15 @@ class Analyzer:
         brute = BruteForceDetector()
         intel_detector = IntelDetector(intel, self.book)
         on_name = intel_detector.on_name if intel.domains else None
-        on_host = intel_detector.on_host if intel.domains else None
+        on_names = intel_detector.on_names if intel.domains else None
         every: list[Detector] = [
             ScanDetector(self.book.registered),
             SynFloodDetector(),
             IcmpDetector(),
             UndeclaredServiceDetector(self.book.registered),
             brute,
-            PayloadDetector(self.book.registered, brute, on_host),
-            DnsDetector(on_name),
+            PayloadDetector(self.book.registered, brute, on_name, list(intel.domains)),
+            DnsDetector(on_names, list(intel.domains)),
             ArpDetector(),
             intel_detector,
         ]

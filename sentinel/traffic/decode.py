@@ -77,6 +77,38 @@ class _Reader:
     def be32(self, idx: I64) -> I64:
         return (self.be16(idx) << 16) | self.be16(idx + 2)
 
+    def words(self, idx: I64) -> Words:
+        """The 8 bytes from each index, big-endian: one gather where reading a header's fields byte by
+        byte takes one per byte."""
+        if self.arr.size < 8:
+            padded = np.zeros(8, np.uint8)
+            padded[: self.arr.size] = self.arr
+            return Words(np.repeat(padded.view(">u8"), idx.size).astype(np.uint64))
+        view = np.ndarray((self.arr.size - 7,), "<u8", self.arr, 0, (1,))  # unaligned: every byte offset
+        word: npt.NDArray[np.uint64] = view[np.minimum(idx, self.arr.size - 8)]
+        return Words(word.byteswap())
+
+
+class Words:
+    """Fields of 8-byte big-endian words: `u8(k)` is byte k, `be16(k)` the two from byte k, and so on."""
+
+    def __init__(self, word: npt.NDArray[np.uint64]) -> None:
+        self.word = word
+
+    def _field(self, k: int, size: int) -> I64:
+        shifted = self.word >> np.uint64(64 - 8 * (k + size)) if k + size < 8 else self.word
+        field: I64 = (shifted & np.uint64((1 << (8 * size)) - 1)).view(np.int64)
+        return field
+
+    def u8(self, k: int) -> I64:
+        return self._field(k, 1)
+
+    def be16(self, k: int) -> I64:
+        return self._field(k, 2)
+
+    def be32(self, k: int) -> I64:
+        return self._field(k, 4)
+
 
 def decode(batch: RecordBatch, book: AddressBook) -> Packets:
     r = _Reader(batch.buf)
@@ -86,36 +118,39 @@ def decode(batch: RecordBatch, book: AddressBook) -> Packets:
     # Link layer: ethertype and where the network header starts.
     ethertype, l3 = _link_layer(r, d, lt)
 
-    # IPv4
-    ver_ihl = r.u8(l3)
+    # IPv4: version, IHL, length, fragment, protocol and addresses from three 8-byte words
+    head, mid, tail = r.words(l3), r.words(l3 + 8), r.words(l3 + 16)
+    ver_ihl = head.u8(0)
+    version = ver_ihl >> 4
     ihl = (ver_ihl & 15) * 4
-    total = r.be16(l3 + 2)
-    v4 = (ethertype == ET_IPV4) & (ver_ihl >> 4 == 4) & (ihl >= 20) & (l3 + 20 <= end) & (total >= ihl)
-    fragment_offset = (r.be16(l3 + 6) & 0x1FFF) * 8
+    total = head.be16(2)
+    v4 = (ethertype == ET_IPV4) & (version == 4) & (ihl >= 20) & (l3 + 20 <= end) & (total >= ihl)
+    fragment_offset = (head.be16(6) & 0x1FFF) * 8
     first_fragment = fragment_offset == 0
     # IPv6 (no extension-header walk: TCP/UDP/ICMPv6 directly after the fixed header)
-    v6 = (ethertype == ET_IPV6) & (r.u8(l3) >> 4 == 6) & (l3 + 40 <= end)
-    proto = np.where(v4, r.u8(l3 + 9), np.where(v6, r.u8(l3 + 6), -1))
-    ip_len = np.where(v4, total, np.where(v6, 40 + r.be16(l3 + 4), 0))
+    v6 = (ethertype == ET_IPV6) & (version == 6) & (l3 + 40 <= end)
+    proto = np.where(v4, mid.u8(1), np.where(v6, head.u8(6), -1))
+    ip_len = np.where(v4, total, np.where(v6, 40 + head.be16(4), 0))
     ip_end = np.minimum(l3 + ip_len, end)
     l4 = np.where(v4, l3 + ihl, l3 + 40)
-    src = np.where(v4, r.be32(l3 + 12), 0)
-    dst = np.where(v4, r.be32(l3 + 16), 0)
+    src = np.where(v4, mid.be32(4), 0)
+    dst = np.where(v4, tail.be32(0), 0)
     if v6.any():
         idx6 = np.flatnonzero(v6)
         src[idx6] = _intern_v6(r, l3[idx6] + 8, book)
         dst[idx6] = _intern_v6(r, l3[idx6] + 24, book)
     l4_ok = (v4 & first_fragment) | v6
 
+    ports_word, tcp_word = r.words(l4), r.words(l4 + 12)
     tcp = l4_ok & (proto == TCP) & (l4 + 20 <= end)
-    doff = (r.u8(l4 + 12) >> 4) * 4
+    doff = (tcp_word.u8(0) >> 4) * 4
     tcp &= doff >= 20
     udp = l4_ok & (proto == UDP) & (l4 + 8 <= end)
     icmp = l4_ok & (((proto == ICMP) & v4) | ((proto == ICMPV6) & v6)) & (l4 + 4 <= end)
     ports = tcp | udp
-    sport = np.where(ports, r.be16(l4), 0)
-    dport = np.where(ports, r.be16(l4 + 2), 0)
-    flags = np.where(tcp, r.u8(l4 + 13), 0)
+    sport = np.where(ports, ports_word.be16(0), 0)
+    dport = np.where(ports, ports_word.be16(2), 0)
+    flags = np.where(tcp, tcp_word.u8(1), 0)
     pstart = np.where(tcp, l4 + doff, l4 + 8)
     plen = np.where(ports, np.maximum(ip_end - pstart, 0), 0)
 
@@ -138,7 +173,7 @@ def decode(batch: RecordBatch, book: AddressBook) -> Packets:
         sport=sport,
         dport=dport,
         flags=flags,
-        icmp_type=np.where(icmp, r.u8(l4), -1),
+        icmp_type=np.where(icmp, ports_word.u8(0), -1),
         ip_len=np.where(v4 | v6, ip_len, 0) if n else ip_len,
         icmp_fragment_end=np.where(v4 & ~first_fragment & (proto == ICMP), fragment_offset + total, 0),
         pstart=pstart,
@@ -153,7 +188,7 @@ def decode(batch: RecordBatch, book: AddressBook) -> Packets:
 
 def _link_layer(r: _Reader, d: I64, lt: I64) -> tuple[I64, I64]:
     """Ethertype of each record and where its network header starts."""
-    eth_type = r.be16(d + 12)
+    eth_type = r.words(d + 8).be16(4)
     vlan = (eth_type == 0x8100) | (eth_type == 0x88A8)
     if vlan.any():
         eth_type = np.where(vlan, r.be16(d + 16), eth_type)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from sentinel.engine.paths import shipped_rules_dir
 from sentinel.errors import InputError, Problem
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import HOSTNAME
 
 I64 = npt.NDArray[np.int64]

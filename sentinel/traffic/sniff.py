@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 import numpy as np
 
@@ -84,6 +85,16 @@ def capture_observation(iface: str, bpf: str | None, window_s: float, result: Sn
 class LiveCapture:
     """A ring that stays open across windows, so packets arriving while a window's findings are
     evaluated wait in the ring for the next window instead of being lost between captures."""
+
+    #: each window's capture health (`capture_observation`); its detections are the detectors' own
+    fields = MappingProxyType(
+        {
+            CAPTURE_KIND: frozenset(
+                {"capture", "capture.interface", "capture.filter", "capture.window_s", "capture.received"}
+                | {"capture.dropped", "capture.analysed", "capture.drop_ratio", "capture.lossy"}
+            )
+        }
+    )
 
     def __init__(self, iface: str, bpf: str | None = None, ring_kb: int = 32 * 1024, block_kb: int = 1024) -> None:
         self.iface, self.bpf = iface, bpf

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -130,15 +129,16 @@ class Activity:
 
 
 class ActivityTable:
-    """Bounded per-key Activity kept in numpy columns: a batch costs numpy work plus one bulk dict
-    lookup per distinct key, not Python work per key. Keys are admitted in the order `group` sorts
-    them until `max_entries` are stored; later new keys are counted in `overflow`."""
+    """Bounded per-key Activity kept in numpy columns, found through a hash index: a batch costs numpy
+    work, not Python work per key. Keys are admitted in the order `group` sorts them until `max_entries`
+    are stored; later new keys are counted in `overflow`."""
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self.max_entries = max_entries
         self.overflow = 0
-        self._slot: dict[tuple[int, ...], int] = {}
-        self._keys: list[tuple[int, ...]] = []
+        self._index = U64Index()
+        self._key_cols: list[I64] = []
+        self._size = 0
         size = 0
         self.count = np.zeros(size, np.int64)
         self.first = np.zeros(size, np.float64)
@@ -149,13 +149,16 @@ class ActivityTable:
         self._bin_count = {w: np.zeros(size, np.int64) for w in (1, 60)}
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._size
 
-    def _grow(self, size: int) -> None:
+    def _grow(self, size: int, width: int) -> None:
+        if not self._key_cols:
+            self._key_cols = [np.zeros(0, np.int64) for _ in range(width)]
         cap = self.count.size
         if size <= cap:
             return
         extra = max(size, min(2 * cap, self.max_entries), 1024) - cap
+        self._key_cols = [np.concatenate([c, np.zeros(extra, np.int64)]) for c in self._key_cols]
         self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
         self.first = np.concatenate([self.first, np.full(extra, np.inf)])
         self.last = np.concatenate([self.last, np.full(extra, -np.inf)])
@@ -164,45 +167,55 @@ class ActivityTable:
             self._bin[w] = np.concatenate([self._bin[w], np.full(extra, -1, np.int64)])
             self._bin_count[w] = np.concatenate([self._bin_count[w], np.zeros(extra, np.int64)])
 
-    def _lookup(self, rows: list[tuple[int, ...]]) -> I64:
-        """Slot of each key, admitting new ones while there is room; -1 for refused keys."""
-        slots = np.fromiter(map(self._slot.get, rows, itertools.repeat(-1)), np.int64, len(rows))
+    def _lookup(self, keys: list[I64]) -> I64:
+        """Slot of each key (distinct, as columns), admitting new ones while there is room; -1 for refused keys."""
+        hashes = mix64(*keys)
+        slots = self._index.get(hashes)
         new = np.flatnonzero(slots < 0)
         if new.size:
-            room = max(self.max_entries - len(self._keys), 0)
-            admitted, refused = new[:room], new[room:]
-            self.overflow += int(refused.size)
+            room = max(self.max_entries - self._size, 0)
+            admitted = new[:room]
+            self.overflow += int(new.size - admitted.size)
             if admitted.size:
-                start = len(self._keys)
-                slots[admitted] = np.arange(start, start + admitted.size)
-                fresh = [rows[i] for i in admitted.tolist()]
-                self._keys.extend(fresh)
-                self._slot.update(zip(fresh, range(start, start + admitted.size), strict=True))
-                self._grow(len(self._keys))
+                start, end = self._size, self._size + admitted.size
+                slots[admitted] = np.arange(start, end)
+                self._index.insert(hashes[admitted], slots[admitted])
+                self._grow(end, len(keys))
+                for stored, col in zip(self._key_cols, keys, strict=True):
+                    stored[start:end] = col[admitted]
+                self._size = end
         return slots
 
     def track(self, cols: list[I64], ts: npt.NDArray[np.float64]) -> None:
         """Fold events (one per row of `cols`, at times `ts`) in: counts, time span and peak rates."""
         if ts.size == 0:
             return
-        g = group(*cols)
-        slots = self._lookup(list(g.rows()))
+        seconds = np.floor(ts).astype(np.int64)
+        order = np.lexsort((seconds, *cols[::-1]))  # by key, then by time bin: one sort for every measure
+        keys = [c[order] for c in cols]
+        seconds, times = seconds[order], ts[order]
+        new_key = np.zeros(ts.size, bool)
+        new_key[0] = True
+        for c in keys:
+            new_key[1:] |= c[1:] != c[:-1]
+        starts = np.flatnonzero(new_key)
+        slots = self._lookup([c[starts] for c in keys])
         ok = slots >= 0
         at = slots[ok]
-        self.count[at] += g.counts[ok]
-        self.first[at] = np.minimum(self.first[at], g.reduce_min(ts)[ok])
-        self.last[at] = np.maximum(self.last[at], g.reduce_max(ts)[ok])
+        self.count[at] += np.diff(np.append(starts, ts.size))[ok]
+        self.first[at] = np.minimum(self.first[at], np.minimum.reduceat(times, starts)[ok])
+        self.last[at] = np.maximum(self.last[at], np.maximum.reduceat(times, starts)[ok])
+        key_of = np.cumsum(new_key) - 1
         for width in (1, 60):
-            bins = (ts // width).astype(np.int64)
-            gb = group(*cols, bins)
-            # gb's rows are g's keys (same sort order), each split by bin in ascending order
-            key_start = np.zeros(len(gb), bool)
-            key_start[0] = True
-            for c in gb.keys[:-1]:
-                key_start[1:] |= c[1:] != c[:-1]
-            row_slot = slots[np.cumsum(key_start) - 1]
+            bins = seconds if width == 1 else seconds // width
+            run = new_key.copy()
+            run[1:] |= bins[1:] != bins[:-1]
+            run_starts = np.flatnonzero(run)
+            row_slot = slots[key_of[run_starts]]
+            key_start = new_key[run_starts]
+            row_bin, n = bins[run_starts], np.diff(np.append(run_starts, ts.size))
             keep = row_slot >= 0
-            row_slot, row_bin, n, key_start = row_slot[keep], gb.keys[-1][keep], gb.counts[keep], key_start[keep]
+            row_slot, row_bin, n, key_start = row_slot[keep], row_bin[keep], n[keep], key_start[keep]
             if not row_slot.size:
                 continue
             current, current_count = self._bin[width], self._bin_count[width]
@@ -218,18 +231,58 @@ class ActivityTable:
         act.peak_per_second, act.peak_per_minute = int(self.peak[1][slot]), int(self.peak[60][slot])
         return act
 
+    def _key(self, slot: int) -> tuple[int, ...]:
+        return tuple(int(c[slot]) for c in self._key_cols)
+
     def get(self, key: tuple[int, ...]) -> Activity | None:
-        slot = self._slot.get(key)
-        return None if slot is None else self.activity(slot)
+        if not self._size:
+            return None
+        slot = int(self._index.get(mix64(*(np.array([k], np.int64) for k in key)))[0])
+        return None if slot < 0 else self.activity(slot)
 
     def items(self) -> Iterator[tuple[tuple[int, ...], Activity]]:
-        return ((key, self.activity(slot)) for slot, key in enumerate(self._keys))
+        return ((self._key(slot), self.activity(slot)) for slot in range(self._size))
 
     def largest(self, n: int, measure: I64) -> list[tuple[tuple[int, ...], Activity]]:
         """The n keys with the largest `measure` (a column of this table), ties in admission order."""
-        size = len(self._keys)
-        order = np.argsort(-measure[:size], kind="stable")[:n]
-        return [(self._keys[slot], self.activity(slot)) for slot in order.tolist()]
+        order = np.argsort(-measure[: self._size], kind="stable")[:n]
+        return [(self._key(slot), self.activity(slot)) for slot in order.tolist()]
+
+
+def first_seen(keys: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], I64, I64, I64]:
+    """The distinct keys in the order they first occur: (keys, first row, row count, key index of each row)."""
+    uniq, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return uniq[order], first[order], counts[order], rank[inverse.ravel()]
+
+
+def rank_within(groups: I64) -> I64:
+    """For each row, how many earlier rows have the same group."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    run = np.arange(groups.size) - np.repeat(starts, np.diff(np.r_[starts, groups.size]))
+    out = np.empty_like(run)
+    out[order] = run
+    return out
+
+
+def last_seen(inverse: I64, groups: int) -> I64:
+    """For each of `groups` groups, the last row that belongs to it (rows give their group in `inverse`)."""
+    last = np.full(groups, -1, np.int64)
+    np.maximum.at(last, inverse, np.arange(inverse.size))
+    return last
+
+
+def members(values: I64, sorted_set: I64) -> npt.NDArray[np.bool_]:
+    """`np.isin(values, sorted_set)` for a sorted set: one binary search per value, no sort of `values`."""
+    if not sorted_set.size:
+        return np.zeros(values.size, bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    found: npt.NDArray[np.bool_] = sorted_set[at] == values
+    return found
 
 
 def mix64(*cols: I64) -> npt.NDArray[np.uint64]:
@@ -320,6 +373,28 @@ class U64Index:
                         break
                     at = (at + 1) & int(mask)
         return out
+
+    def cells(self, keys: npt.NDArray[np.uint64]) -> I64:
+        """The cell of each key, -1 where it is absent."""
+        out = np.full(keys.size, -1, np.int64)
+        mask = self.keys.size - 1
+        todo = np.arange(keys.size)
+        pos = (keys & np.uint64(mask)).astype(np.intp)
+        while todo.size:
+            filled = self.values[pos] >= 0
+            hit = filled & (self.keys[pos] == keys[todo])
+            out[todo[hit]] = pos[hit]
+            go_on = filled & ~hit
+            todo, pos = todo[go_on], (pos[go_on] + 1) & mask
+        return out
+
+    def assign(self, keys: npt.NDArray[np.uint64], values: I64) -> None:
+        """Set the value of distinct keys, present or not."""
+        at = self.cells(keys)
+        present = at >= 0
+        self.values[at[present]] = values[present]
+        if not present.all():
+            self.insert(keys[~present], values[~present])
 
     def insert(self, keys: npt.NDArray[np.uint64], values: I64) -> None:
         """Add keys that are distinct and absent."""

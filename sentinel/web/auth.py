@@ -10,7 +10,9 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from sentinel.models.observer import check_site
 
 
 class Role(StrEnum):
@@ -36,7 +38,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
 
 
 class UserSettings(BaseModel):
-    """`users: [{name, token | token_file | token_env, role, department}]` in sentinel.yaml."""
+    """`users: [{name, token | token_file | token_env, role, department, sites}]` in sentinel.yaml."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,6 +48,19 @@ class UserSettings(BaseModel):
     token: SecretStr | None = None
     token_file: Path | None = None
     token_env: str | None = None
+    #: the sites this user sees on the estate pages (a district's people: their district); unset: every site
+    sites: list[str] | None = None
+
+    @field_validator("sites")
+    @classmethod
+    def _sites(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("sites: name at least one site, or leave 'sites' out to see every site")
+        for site in value:
+            check_site(site)
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _one_token_source(self) -> UserSettings:
@@ -76,12 +91,17 @@ class User(BaseModel):
     name: str
     role: Role
     department: str | None = None
+    #: the estate's sites this user sees (empty: every site)
+    sites: tuple[str, ...] = ()
 
     def can(self, permission: Permission) -> bool:
         return permission in GRANTS[self.role]
 
     def sees(self, department: str) -> bool:
         return self.can(Permission.VIEW_ALL) or department == self.department
+
+    def sees_site(self, site: str) -> bool:
+        return not self.sites or site in self.sites
 
 
 class Authenticator:
@@ -90,7 +110,9 @@ class Authenticator:
         if len(set(tokens)) != len(tokens):
             raise ValueError("users: two users share a token; every user needs their own")
         self._by_token_hash = {
-            hashlib.sha256(token.encode()).digest(): User(name=u.name, role=u.role, department=u.department)
+            hashlib.sha256(token.encode()).digest(): User(
+                name=u.name, role=u.role, department=u.department, sites=tuple(u.sites or ())
+            )
             for u, token in zip(users, tokens, strict=True)
         }
         self._by_name = {u.name: u for u in self._by_token_hash.values()}

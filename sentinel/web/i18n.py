@@ -139,6 +139,26 @@ _LABELS: dict[str, dict[str, str]] = {
     "total": {"zh": "合计", "en": "Total"},
     "fields": {"zh": "字段", "en": "Fields"},
     "open_systems": {"zh": "系统数", "en": "Systems"},
+    # the city's estate pages (sentinel/web/estate.py)
+    "estate_view": {"zh": "全市态势", "en": "Estate"},
+    "estate_findings": {"zh": "全市问题清单", "en": "Estate findings"},
+    "estate_source": {"zh": "数据来源：共享 Elasticsearch 集群", "en": "Read from the shared Elasticsearch cluster"},
+    "estate_totals": {"zh": "全市合计", "en": "Whole estate"},
+    "site": {"zh": "站点（区）", "en": "Site"},
+    "all_sites": {"zh": "全部站点", "en": "All sites"},
+    "vantage": {"zh": "监测视角", "en": "Vantage"},
+    "internet": {"zh": "互联网", "en": "Internet"},
+    "extranet": {"zh": "政务外网", "en": "Extranet"},
+    "internal": {"zh": "内网", "en": "Internal"},
+    "systems_affected": {"zh": "涉及系统", "en": "Systems affected"},
+    "newest_data": {"zh": "最新数据", "en": "Newest data"},
+    "site_live": {"zh": "正常上报", "en": "Reporting"},
+    "site_silent": {"zh": "数据中断", "en": "Silent"},
+    "site_no_data": {"zh": "尚未上报", "en": "Nothing shipped yet"},
+    "estate_down": {"zh": "Elasticsearch 集群无法访问", "en": "The Elasticsearch cluster cannot be read"},
+    "since": {"zh": "起始于", "en": "since"},
+    "estate_by_site": {"zh": "按站点分组", "en": "By site"},
+    "estate_bad_request": {"zh": "无法显示此页", "en": "This page cannot be shown"},
 }
 
 

@@ -17,20 +17,22 @@ from aiohttp.log import server_logger
 
 from sentinel.config.settings import Settings
 from sentinel.engine.loader import load_rules
-from sentinel.engine.paths import shipped_rules_dir
-from sentinel.errors import InputError, Problem
+from sentinel.errors import InputError
 from sentinel.exporter.blackbox import ProbeRequestError, probe_families
 from sentinel.exporter.collector import FamilySource, StoreExporter
 from sentinel.exporter.family import render_families
 from sentinel.exporter.outbox import outbox_families
 from sentinel.models import Finding
+from sentinel.paths import shipped_rules_dir
 from sentinel.registry.models import Registry
 from sentinel.store import SqliteStore
 from sentinel.web.auth import Authenticator, Permission
+from sentinel.web.estate import estate_reader
 from sentinel.web.server import WebContext, add_web_routes
 
 if TYPE_CHECKING:
     from sentinel.collectors.network import ScopedNetwork
+    from sentinel.sinks.elasticsearch.estate import EstateReader
 
 log = logging.getLogger(__name__)
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -185,7 +187,7 @@ def build_listener(
         try:
             auth = Authenticator(list(settings.web.users), session_seconds=int(settings.web.session_hours * 3600))
         except ValueError as exc:  # a token file or variable that cannot be read
-            raise InputError([Problem("settings", None, f"web.{exc}")]) from None
+            raise InputError([settings.locate(("web", "users"), f"web.{exc}")]) from None
         first = current
 
         def now_registry() -> Registry:
@@ -202,6 +204,7 @@ def build_listener(
 
         # custom rule folders bring their own Chinese text; the shipped rules' is loaded once per process
         web_rules = {r.id: r for r in load_rules(list(settings.rules))} if settings.rules else None
+        estate = estate_reader(settings)  # the city's view of every site, when `web.estate: elasticsearch`
         ctx = WebContext(
             web_store,
             now_registry,
@@ -211,9 +214,12 @@ def build_listener(
             policy=settings.findings,
             recheck=recheck,
             rules=web_rules,
+            estate=estate,
         )
         add_web_routes(app, ctx)
         app.on_cleanup.append(_closer(web_store))
+        if estate is not None:
+            app.on_cleanup.append(_closer(estate))
     metrics_store = SqliteStore(settings.store)  # its own connection: scrapes render in worker threads
     live: list[FamilySource] = [outbox_families]
     compliance = None
@@ -243,7 +249,7 @@ def build_listener(
     return app
 
 
-def _closer(store: SqliteStore) -> Callable[[web.Application], Awaitable[None]]:
+def _closer(store: SqliteStore | EstateReader) -> Callable[[web.Application], Awaitable[None]]:
     async def close(_: web.Application) -> None:
         store.close()
 

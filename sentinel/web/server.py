@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
@@ -34,6 +34,9 @@ from sentinel.web import charts, queries
 from sentinel.web.auth import Authenticator, Permission, User
 from sentinel.web.evidence import render_data, render_evidence
 from sentinel.web.i18n import LANGUAGES, translator
+
+if TYPE_CHECKING:
+    from sentinel.sinks.elasticsearch.estate import EstateReader
 
 USER_KEY = web.RequestKey("user", User)
 COOKIE = "sentinel_session"
@@ -68,8 +71,11 @@ class WebContext:
         policy: FindingsSettings | None = None,
         recheck: Recheck | None = None,
         rules: Mapping[str, Rule] | None = None,
+        estate: EstateReader | None = None,
     ) -> None:
         self.store = store
+        #: the whole estate from the shared cluster (web.estate: elasticsearch): the /estate pages; None: none
+        self.estate = estate
         self.rules = rules  # rule id → Rule, for finding text in Chinese (None: the shipped rules)
         self._registry = registry
         self.auth = auth
@@ -132,6 +138,7 @@ def _render(request: web.Request, name: str, status: int = 200, **context: Any) 
         can_remediate=bool(user and user.can(Permission.REMEDIATE)),
         severities=SEVERITIES,
         flash=request.query.get("flash"),
+        has_estate=ctx.estate is not None,
         error=context.pop("error", None),
         **context,
     )
@@ -703,3 +710,7 @@ def add_web_routes(app: web.Application, ctx: WebContext) -> None:
     app.router.add_get("/api/stream", api_stream)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if ctx.estate is not None:
+        from sentinel.web.estate import add_estate_routes
+
+        add_estate_routes(app, ctx.estate)

@@ -1,4 +1,5 @@
-"""DNS questions and answers (dnspython for the wire format) plus SPF, DMARC and CAA record reading.
+"""DNS questions and answers (dnspython for the wire format) plus SPF, DMARC and CAA record reading, and
+the fast path that reads the question of many query messages at once (the passive DNS detector's).
 
 Pure functions: the probe moves the bytes through `ScopedNetwork`.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.flags
@@ -16,6 +18,10 @@ import dns.rcode
 import dns.rdatatype
 
 from sentinel.collectors.protocols import ProtocolError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 MAX_RECORDS = 16
 #: first labels that name a mail host rather than the mail domain (mail.example.cn → example.cn)
@@ -129,3 +135,106 @@ def read_dmarc(txt: tuple[str, ...]) -> Dmarc:
     policy = tags.get("p")
     valid = len(records) == 1 and policy in ("none", "quarantine", "reject")
     return Dmarc(True, records[0][:512], policy if valid else "invalid")
+
+
+# -- questions of many query messages at once (passive DNS: every query of a capture) ----------------
+# numpy is imported where it is used: the active probe, which imports this module, does not need it.
+
+#: Bytes of a name as they are compared and reported: ASCII lower-cased, and every non-ASCII byte as
+#: one and the same byte (0xFF), as decoding with errors="replace" turns each into U+FFFD.
+NAME_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if c < 128 else 0xFF for c in range(256))
+#: Labels read before a question name is refused as malformed.
+MAX_LABELS = 127
+HEADER = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Questions:
+    """The first question of each of many DNS messages (rows of a byte matrix).
+
+    `names[i, :lengths[i]]` is the name of row i in NAME_BYTES form, its labels joined by "." (so a "."
+    inside a label reads as a separator, as it does in the name's text)."""
+
+    ok: npt.NDArray[np.bool_]  # a query (not a response) whose first question was read whole
+    qtype: npt.NDArray[np.int64]
+    names: npt.NDArray[np.uint8]
+    lengths: npt.NDArray[np.int64]
+
+    def name(self, i: int) -> str:
+        return name_text(self.names[i, : self.lengths[i]].tobytes())
+
+
+def name_text(raw: bytes) -> str:
+    """The text of a name in NAME_BYTES form."""
+    return raw.decode("latin-1").replace("\xff", "\ufffd")
+
+
+def read_questions(rows: npt.NDArray[np.uint8], sizes: npt.NDArray[np.int64]) -> Questions:
+    """The first question of each message: row i holds a message's first `sizes[i]` bytes (zero-padded).
+
+    A message is refused (ok False) when it is shorter than a header and a one-label question, is a
+    response or asks nothing, or when its name runs past the message, has a label longer than 63 bytes
+    (compression pointers included: a query's question has none) or more than MAX_LABELS labels, or
+    is not followed by the two bytes of its type. The labels are walked for all rows together, one
+    numpy step per label."""
+    import numpy as np
+
+    m, width = rows.shape
+    sizes = sizes.astype(np.int64)
+    pad = np.zeros((m, 1), np.uint8)
+    table = rows if width else pad
+    last = table.shape[1] - 1
+    flat = np.ascontiguousarray(table).ravel()
+    base = np.arange(m, dtype=np.int64) * (last + 1)
+
+    def byte(at: npt.NDArray[np.int64], row: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        value: npt.NDArray[np.int64] = flat[base[row] + np.minimum(at, last)].astype(np.int64)
+        return value
+
+    everyone = np.arange(m, dtype=np.int64)
+    flags = byte(np.full(m, 2), everyone) << 8 | byte(np.full(m, 3), everyone)
+    qdcount = byte(np.full(m, 4), everyone) << 8 | byte(np.full(m, 5), everyone)
+    alive = (sizes >= HEADER + 5) & (flags & 0x8000 == 0) & (qdcount >= 1)
+    end = np.zeros(m, np.int64)  # past the name's terminating zero, for the rows that reach it
+    labels = np.zeros(m, np.int64)
+    dots: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []  # (row, position of a length byte)
+    row = np.flatnonzero(alive)
+    pos = np.full(row.size, HEADER, np.int64)
+    for step in range(MAX_LABELS + 1):
+        if not row.size:
+            break
+        size = sizes[row]
+        inside = pos < size
+        length = np.where(inside, byte(pos, row), -1)
+        done = length == 0
+        end[row[done]] = pos[done] + 1
+        go_on = inside & (length > 0) & (length <= 63) & (pos + 1 + length <= size) & (step < MAX_LABELS)
+        if step:
+            dots.append((row[go_on], pos[go_on]))
+        labels[row[go_on]] += 1
+        row, pos = row[go_on], pos[go_on] + 1 + length[go_on]
+    ok = (end > 0) & (end + 2 <= sizes) & (labels > 0)
+    qtype = np.where(ok, byte(end, everyone) << 8 | byte(end + 1, everyone), 0)
+    lengths = np.where(ok, end - HEADER - 2, 0)  # the labels and the dots between them
+    span = int(lengths.max()) if m else 0
+    names = np.zeros((m, span), np.uint8)
+    if span:
+        col = np.arange(span)
+        within = col < lengths[:, None]
+        at = base[:, None] + np.minimum(HEADER + 1 + col, last)
+        names[within] = flat[at[within]]
+        for r, p in dots:
+            keep = ok[r]
+            names[r[keep], p[keep] - HEADER - 1] = ord(".")
+        names = np.frombuffer(NAME_BYTES, np.uint8)[names] * within
+    return Questions(ok, qtype, names.astype(np.uint8), lengths)
+
+
+def parse_question(wire: bytes) -> tuple[str, int] | None:
+    """(name, type) of the first question of a DNS query message, or None if it is not one (see
+    read_questions, which this reads it with)."""
+    import numpy as np
+
+    rows = np.frombuffer(wire, np.uint8).reshape(1, -1)
+    q = read_questions(rows, np.array([len(wire)], np.int64))
+    return (q.name(0), int(q.qtype[0])) if q.ok[0] else None

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sentinel import __version__
-from sentinel.models import Finding, Observation, Severity
+from sentinel.models import Finding, Observation, Severity, Vantage
 from sentinel.registry.models import System
 
 SystemLookup = Callable[[str], System | None]
@@ -27,12 +27,34 @@ VULNERABILITY_SEVERITY = {
 
 
 def observer() -> dict[str, Any]:
+    """ECS `observer.*` of this host; each document adds `observer.name` (site/vantage) from what it records."""
     return {
         "vendor": "Sentinel",
         "product": "Sentinel",
         "type": "scanner",
         "version": __version__,
         "hostname": socket.gethostname(),
+    }
+
+
+def latest_id(finding: Finding) -> str:
+    """`_id` of a finding's latest-state document: site, vantage and finding id, so instances shipping to one
+    cluster never overwrite each other's state. A finding recorded before sites and not yet adopted (no vantage)
+    keeps the id its document had then, which adoption retires (`ElasticsearchSink.encode_rekeyed`)."""
+    if finding.vantage is None:
+        return finding.id
+    return f"{finding.site}:{finding.vantage.value}:{finding.id}"
+
+
+def _who(site: str | None, vantage: Vantage | None, host_observer: dict[str, Any]) -> dict[str, Any]:
+    """`sentinel.site` / `sentinel.vantage` (what a city view filters on), the same in `labels.*`, and ECS
+    `observer.name`; a record from before sites has neither."""
+    if not site or vantage is None:
+        return {"observer": host_observer, "sentinel": {"site": None, "vantage": None}, "labels": {}}
+    return {
+        "observer": {**host_observer, "name": f"{site}/{vantage.value}"},
+        "sentinel": {"site": site, "vantage": vantage.value},
+        "labels": {"site": site, "vantage": vantage.value},
     }
 
 
@@ -166,13 +188,15 @@ def finding_document(finding: Finding, system: System | None, host_observer: dic
             "reference": list(finding.controls),
             "scanner": {"vendor": "Sentinel"},
         },
-        "observer": host_observer,
         **target_fields(finding.target),
         **tls_fields(finding.evidence),
     }
+    who = _who(finding.site, finding.vantage, host_observer)
     meta = system_fields(system, finding.system_id)
-    doc["labels"] = meta["labels"]
+    doc["observer"] = who["observer"]
+    doc["labels"] = {**who["labels"], **meta["labels"]}
     doc["sentinel"] = {
+        **who["sentinel"],
         **meta["sentinel"],
         "finding": {
             "id": finding.id,
@@ -206,13 +230,15 @@ def observation_document(obs: Observation, system: System | None, host_observer:
             "module": "sentinel",
             "outcome": "success" if obs.status.value == "ok" else "failure",
         },
-        "observer": host_observer,
         **target_fields(obs.target),
         **tls_fields(obs.data),
     }
+    who = _who(obs.site, obs.vantage, host_observer)
     meta = system_fields(system, obs.system_id)
-    doc["labels"] = meta["labels"]
+    doc["observer"] = who["observer"]
+    doc["labels"] = {**who["labels"], **meta["labels"]}
     doc["sentinel"] = {
+        **who["sentinel"],
         **meta["sentinel"],
         "observation": {
             "kind": obs.kind,

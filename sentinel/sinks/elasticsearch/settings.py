@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 
 from sentinel.errors import InputError, Problem
+from sentinel.models.observer import DEFAULT_SITE, check_site
 from sentinel.sinks.settings import SinkOptions, SinkSettingsSource, sink_sections, validate_options
 
 ENV_PREFIX = "SENTINEL_ELASTICSEARCH_"
@@ -33,6 +34,14 @@ class ElasticsearchSettings(SinkOptions):
     ship_observations: bool = True
     # shipped by `sentinel run` and `sentinel sinks ship`, as before the shared outbox
     flush_after_ingest: bool = False
+    #: the instance's `site` (set from the settings by `instance_options`, not a key of this section): the suffix
+    #: of every index this instance writes
+    site: str = DEFAULT_SITE
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        return check_site(value)
 
     @field_validator("url")
     @classmethod
@@ -59,6 +68,23 @@ def mask_url(url: str) -> str:
     return url
 
 
+def instance_options(section: Mapping[str, Any], site: str | None) -> dict[str, Any]:
+    """The section with the instance's site (what its index names end with). The site is the instance's, one for
+    all it records (`site:` / SENTINEL_SITE), so the section itself may not name another one."""
+    if site is not None and section.get("site", site) != site:
+        raise InputError(
+            [
+                Problem(
+                    "settings",
+                    None,
+                    f"sinks.elasticsearch.site: '{section['site']}' is not this instance's site '{site}': the index "
+                    "names follow the instance's 'site' (top-level 'site:' or SENTINEL_SITE); leave it out here",
+                )
+            ]
+        )
+    return {**section, "site": site} if site is not None else dict(section)
+
+
 def elasticsearch_settings(
     settings: SinkSettingsSource, environ: Mapping[str, str] | None = None
 ) -> ElasticsearchSettings | None:
@@ -66,7 +92,8 @@ def elasticsearch_settings(
     data = sink_sections(settings, environ).get("elasticsearch")
     if not data:
         return None
-    return validate_options(ElasticsearchSettings, "elasticsearch", data)
+    site = getattr(settings, "site", None)
+    return validate_options(ElasticsearchSettings, "elasticsearch", instance_options(data, site))
 
 
 def require_elasticsearch_settings(

@@ -49,7 +49,7 @@ class Installer:
     def __init__(self, client: Elasticsearch, es: ElasticsearchSettings) -> None:
         self.client = client
         self.es = es
-        self.names = IndexNames(es.index_prefix)
+        self.names = IndexNames(es.index_prefix, es.site)  # templates for every site; this site's indices
 
     def _ilm(self) -> SetupStep:
         name = self.names.ilm_policy

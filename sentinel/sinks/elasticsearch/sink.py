@@ -1,8 +1,12 @@
-"""Elasticsearch as an outbox sink: ECS documents in three streams, each with an id fixed at enqueue time.
+"""Elasticsearch as an outbox sink: ECS documents in three streams, each with an id fixed at enqueue time, in the
+instance's site's indices (`IndexNames`).
 
-* `latest`: ``_id`` = finding id, ``version_type=external`` with ``version`` = the row's queue sequence number,
-  so an older or repeated state is refused with 409 and a newer one always wins (coalesced: one queued per finding);
-* `history` and `observations`: ``_id`` = sha256 of the document, ``op_type=create`` (409 if present).
+* `latest`: ``_id`` = ``site:vantage:finding id`` (`latest_id`), ``version_type=external`` with ``version`` = the
+  row's queue sequence number, so an older or repeated state is refused with 409 and a newer one always wins
+  (coalesced: one queued per finding);
+* `history` and `observations`: ``_id`` = sha256 of the document (which names its site and vantage),
+  ``op_type=create`` (409 if present);
+* `retire`: deletes a latest-state document under a pre-sites id when its finding is adopted (404: already gone).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from elastic_transport import TransportError
 from elasticsearch.helpers import streaming_bulk
 
-from sentinel.models import Observation
+from sentinel.advisories.model import Advisory
+from sentinel.models import Finding, Observation
 from sentinel.sinks.base import Delivery, EncodeContext, Entry, FindingChange, OutboxSink, Queued, content_id
-from sentinel.sinks.elasticsearch.documents import finding_document, observation_document, observer
+from sentinel.sinks.elasticsearch.advisories import advisory_document
+from sentinel.sinks.elasticsearch.documents import finding_document, latest_id, observation_document, observer
 from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings, mask_url
 from sentinel.sinks.elasticsearch.templates import IndexNames
 from sentinel.sinks.outbox import dumps
@@ -27,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LATEST, HISTORY, OBSERVATIONS = "latest", "history", "observations"
+LATEST, HISTORY, OBSERVATIONS, RETIRE, ADVISORIES = "latest", "history", "observations", "retire", "advisories"
 MAX_REASON = 500
 
 
@@ -46,8 +52,13 @@ class ElasticsearchSink(OutboxSink):
         self.es: ElasticsearchSettings = self.options  # type: ignore[assignment]
         self._client = client
         self._own_client = client is None
-        self.names = IndexNames(self.es.index_prefix)
-        self._stream_index = {LATEST: self.names.latest, HISTORY: self.names.history}
+        self.names = IndexNames(self.es.index_prefix, self.es.site)
+        self._stream_index = {
+            LATEST: self.names.latest,
+            HISTORY: self.names.history,
+            RETIRE: self.names.latest,
+            ADVISORIES: self.names.advisories,
+        }
         self.observer = observer()
 
     @property
@@ -68,12 +79,29 @@ class ElasticsearchSink(OutboxSink):
         for change in changes:
             finding = change.finding
             doc = finding_document(finding, ctx.system(finding.system_id), self.observer)
-            out.append(Entry(LATEST, finding.id, dumps(doc), coalesce=True, droppable=False))
+            out.append(Entry(LATEST, latest_id(finding), dumps(doc), coalesce=True, droppable=False))
             # History: a snapshot stamped with when it was recorded (acks do not move last_seen).
             doc["@timestamp"] = doc["event"]["created"] = stamp
             body = dumps(doc)
             out.append(Entry(HISTORY, hash_id(HISTORY, body), body))
         return out
+
+    def encode_rekeyed(
+        self, moved: Sequence[tuple[str, Finding]], ctx: EncodeContext, state: Mapping[str, str]
+    ) -> list[Entry]:
+        """Findings from before sites, adopted: the document a pre-sites id may have left in this site's index
+        (queued before the upgrade, or changed before adoption) deleted, and each finding's state and a history
+        snapshot under its new id."""
+        retired = [Entry(RETIRE, former, "", coalesce=True, droppable=False) for former, _ in moved]
+        return retired + self.encode_findings([FindingChange(f, f.status) for _, f in moved], ctx)
+
+    def encode_advisories(self, advisories: Sequence[Advisory], ctx: EncodeContext) -> list[Entry]:
+        # only this site's own: a warning received from the city is the city's document already
+        return [
+            Entry(ADVISORIES, a.id, dumps(advisory_document(a)), coalesce=True, droppable=False)
+            for a in advisories
+            if a.issued_by == self.es.site
+        ]
 
     def encode_observations(self, observations: Sequence[Observation], ctx: EncodeContext) -> list[Entry]:
         out = []
@@ -85,7 +113,9 @@ class ElasticsearchSink(OutboxSink):
     # -- delivery ---------------------------------------------------------------------------------
     def _action(self, row: Queued) -> dict[str, Any]:
         index = self._stream_index.get(row.stream, self.names.observations)
-        if row.stream == LATEST:
+        if row.stream == RETIRE:
+            return {"_op_type": "delete", "_index": index, "_id": row.doc_id}
+        if row.stream in (LATEST, ADVISORIES):
             # External version = queue sequence number: later states win, repeats answer 409.
             return {
                 "_op_type": "index",
@@ -124,8 +154,9 @@ class ElasticsearchSink(OutboxSink):
     def deliver(self, rows: Sequence[Queued], state: Mapping[str, str]) -> Delivery:
         result = Delivery()
         try:
-            for outcome in self._send(rows):
-                result.statuses.append(outcome)
+            for row, (status, reason) in zip(rows, self._send(rows), strict=False):
+                # a retired document that is not there (never shipped under that id, or deleted already) is gone
+                result.statuses.append((200, "") if row.stream == RETIRE and status == 404 else (status, reason))
         except TransportError as exc:  # refused, reset, timed out: no answer for the rest of the batch
             result.unreachable = f"{mask_url(self.es.url)} unreachable: {exc.message}"
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # an answer that is not a bulk response

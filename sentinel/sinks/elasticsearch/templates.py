@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sentinel.models.observer import DEFAULT_SITE
 from sentinel.sinks.elasticsearch.settings import ElasticsearchSettings
 
 KW: dict[str, Any] = {"type": "keyword", "ignore_above": 1024}
@@ -19,22 +20,65 @@ def _obj(**fields: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class IndexNames:
-    """Every name Sentinel writes to or installs, derived from `index_prefix`."""
+    """Every name Sentinel writes to or installs, derived from `index_prefix` and the instance's site.
+
+    Each site writes its own indices (`sentinel-findings-latest-city`, `...-hexi-district`), so a district reads
+    (and may be granted) only its own, and the city reads the whole estate through the patterns
+    (`latest_pattern`: `sentinel-findings-latest-*`). Templates are per prefix, shared by every site."""
 
     prefix: str
+    site: str = DEFAULT_SITE
 
     @property
     def latest(self) -> str:
-        """One document per finding (``_id`` = finding id), the current state: what dashboards count."""
-        return f"{self.prefix}-findings-latest"
+        """One document per finding (``_id`` = site:vantage:finding id), the current state: what dashboards count."""
+        return f"{self.prefix}-findings-latest-{self.site}"
 
     @property
     def history(self) -> str:
         """Data stream: a snapshot each time a finding is recorded (append only)."""
-        return f"{self.prefix}-findings-history"
+        return f"{self.prefix}-findings-history-{self.site}"
 
     @property
     def observations(self) -> str:
+        return f"{self.prefix}-observations-{self.site}"
+
+    @property
+    def advisories(self) -> str:
+        """Early warnings this site issued (``_id`` = warning id; the latest text wins, like `latest`)."""
+        return f"{self.prefix}-advisories-{self.site}"
+
+    @property
+    def advisories_pattern(self) -> str:
+        """Every site's warnings: what `sentinel advisory sync` reads."""
+        return f"{self.prefix}-advisories-*"
+
+    @property
+    def latest_pattern(self) -> str:
+        """Every site's latest state (not the single index of before sites, which upgraded instances leave alone)."""
+        return f"{self.prefix}-findings-latest-*"
+
+    @property
+    def history_pattern(self) -> str:
+        return f"{self.prefix}-findings-history-*"
+
+    @property
+    def observations_pattern(self) -> str:
+        return f"{self.prefix}-observations-*"
+
+    # Template names stay those of before sites, so `es setup` updates them in place. Their patterns also match
+    # the pre-sites names (no site suffix): Elasticsearch refuses a template change that leaves an existing data
+    # stream without a matching template.
+    @property
+    def latest_template(self) -> str:
+        return f"{self.prefix}-findings-latest"
+
+    @property
+    def history_template(self) -> str:
+        return f"{self.prefix}-findings-history"
+
+    @property
+    def observations_template(self) -> str:
         return f"{self.prefix}-observations"
 
     @property
@@ -66,7 +110,7 @@ ECS_PROPERTIES: dict[str, Any] = {
         end=DATE,
         id=KW,
     ),
-    "observer": _obj(vendor=KW, product=KW, type=KW, version=KW, hostname=KW),
+    "observer": _obj(vendor=KW, product=KW, type=KW, version=KW, hostname=KW, name=KW),
     "rule": _obj(id=KW, name=KW, category=KW, ruleset=KW, description=TEXT, reference=KW),
     "vulnerability": _obj(
         id=KW,
@@ -94,6 +138,8 @@ ECS_PROPERTIES: dict[str, Any] = {
     ),
     "labels": {"type": "object", "dynamic": True},
     "sentinel": _obj(
+        site=KW,
+        vantage=KW,
         system=_obj(
             id=KW, name=KW, tier=KW, department=KW, district=KW, mlps_level=LONG, cii={"type": "boolean"}, tags=KW
         ),
@@ -147,20 +193,20 @@ def component_templates(names: IndexNames) -> dict[str, dict[str, Any]]:
 def index_templates(names: IndexNames) -> dict[str, dict[str, Any]]:
     """Priority 200 so the built-in logs-*/metrics-* templates never win for our names."""
     return {
-        names.latest: {
-            "index_patterns": [names.latest],
+        names.latest_template: {
+            "index_patterns": [f"{names.latest_template}*"],
             "composed_of": [names.ecs_component],
             "priority": 200,
             "template": {"settings": {"index.number_of_replicas": 1}},
         },
-        names.history: {
-            "index_patterns": [f"{names.history}*"],
+        names.history_template: {
+            "index_patterns": [f"{names.history_template}*"],
             "composed_of": [names.ecs_component, names.stream_component],
             "data_stream": {},
             "priority": 200,
         },
-        names.observations: {
-            "index_patterns": [f"{names.observations}*"],
+        names.observations_template: {
+            "index_patterns": [f"{names.observations_template}*"],
             "composed_of": [names.ecs_component, names.stream_component],
             "data_stream": {},
             "priority": 200,

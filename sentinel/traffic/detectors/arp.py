@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sentinel.models import Observation
 from sentinel.traffic.decode import Packets
-from sentinel.traffic.detectors.base import SAMPLE, Context, largest, top_keys
+from sentinel.traffic.detectors.base import SAMPLE, Context, largest, reports, top_keys
 from sentinel.traffic.table import BoundedTable, group
 
 MAX_MACS = 64
@@ -24,6 +24,13 @@ def mac_text(mac: int) -> str:
 
 
 class ArpDetector:
+    fields = reports(
+        {
+            "traffic.arp_spoof": {"source_ip", "destination_ip", "arp.macs", "arp.mac_list", "arp.first_mac"}
+            | {"arp.replies"}
+        }
+    )
+
     def __init__(self) -> None:
         self.claims: BoundedTable[int, Claims] = BoundedTable(Claims)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 from sentinel.models import Observation
@@ -22,6 +23,14 @@ MAX_PER_KIND = 2_000
 #: On every observation: how many more of its list (its kind, or for scans and sweeps its direction
 #: and protocol family) the MAX_PER_KIND cap left out, so a truncated report says that it is one.
 UNREPORTED = "capture.unreported"
+#: what `Context.observation` and `largest` put on every detection, besides the detector's own fields
+STAMPED_FIELDS = frozenset({"capture", "capture.dropped", "capture.lossy", UNREPORTED})
+
+
+def reports(declared: Mapping[str, Iterable[str]]) -> Mapping[str, frozenset[str]]:
+    """A detector's `fields`: the data fields it reports per observation kind, which rules may read (`sentinel
+    rules lint` checks every field a rule reads against them), each with the fields every detection carries."""
+    return MappingProxyType({kind: frozenset(names) | STAMPED_FIELDS for kind, names in declared.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +79,16 @@ def largest(items: list[tuple[float, Observation]], candidates: int = 0) -> list
 
 
 def unreported(kept: list[Observation], left_out: int) -> list[Observation]:
-    return [replace(obs, data={**obs.data, UNREPORTED: left_out}) for obs in kept]
+    """Stamp UNREPORTED on observations made by `Context.observation`, whose data dicts are their own: in place,
+    since copying every observation's data again cost more than making it."""
+    out = []
+    for obs in kept:
+        if isinstance(obs.data, dict):
+            obs.data[UNREPORTED] = left_out
+            out.append(obs)
+        else:
+            out.append(replace(obs, data={**obs.data, UNREPORTED: left_out}))
+    return out
 
 
 def top_keys(table: Iterable[tuple[K, V]], measure: Callable[[V], float]) -> list[tuple[K, V]]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,8 +11,20 @@ import numpy.typing as npt
 from sentinel.models import Observation
 from sentinel.models.target import port_target
 from sentinel.traffic.decode import ACK, RST, SYN, Packets
-from sentinel.traffic.detectors.base import MAX_PER_KIND, SAMPLE, Context, largest, top_keys
-from sentinel.traffic.table import Activity, ActivityTable, BoundedTable, HashFilter, group
+from sentinel.traffic.detectors.base import MAX_PER_KIND, SAMPLE, Context, largest, reports, top_keys
+from sentinel.traffic.table import (
+    DEFAULT_MAX_ENTRIES,
+    Activity,
+    ActivityTable,
+    BoundedTable,
+    HashFilter,
+    U64Index,
+    first_seen,
+    group,
+    last_seen,
+    mix64,
+    rank_within,
+)
 
 I64 = npt.NDArray[np.int64]
 #: SYNs still waiting for the client's ACK are remembered up to this many (the oldest are dropped).
@@ -40,86 +51,100 @@ MATERIAL_SHARE = 0.01
 MATERIAL_MIN = 2
 
 
-_NO_SOURCES = np.zeros(0, np.int64)
-
-
-@dataclass(slots=True)
 class SourceBudget:
-    """How many more sources the SourceCounts of one detector may store between them."""
+    """The SYN sources of every service of one detector, in numpy columns: per stored (service, source)
+    pair its SYNs, and per service how many sources it stores and how many SYNs came from sources it
+    could not store. `left`: how many more pairs may be stored, over all services together."""
 
-    left: int = MAX_STORED_SOURCES
+    def __init__(self, left: int = MAX_STORED_SOURCES) -> None:
+        self.left = left
+        self._index = U64Index()  # (service, source) hash -> pair
+        self._pairs = 0
+        self.service = np.zeros(0, np.int64)  # per pair
+        self.source = np.zeros(0, np.int64)
+        self.count = np.zeros(0, np.int64)
+        self.stored = np.zeros(0, np.int64)  # per service
+        self.unattributed = np.zeros(0, np.int64)
+        self._services = 0
+        self._grouped: tuple[I64, I64] | None = None  # pairs sorted by service, and where each service starts
 
+    def new_services(self, n: int) -> int:
+        """Room for n more services; the first one's number."""
+        first = self._services
+        self._services += n
+        if self._services > self.stored.size:
+            extra = max(self._services, 2 * self.stored.size, 1024) - self.stored.size
+            self.stored = np.concatenate([self.stored, np.zeros(extra, np.int64)])
+            self.unattributed = np.concatenate([self.unattributed, np.zeros(extra, np.int64)])
+        return first
 
-class SourceCounts:
-    """SYNs per source of one service. Large batches (a flood) merge into sorted numpy columns, so they
-    cost numpy work, not a Python loop per source; the few SYNs a service gets in most batches go to a
-    dict, which is cheaper than any numpy call. At most MAX_SOURCES sources are stored; SYNs of later
-    new sources are counted in `unattributed` (a spoofed flood has a new source in almost every packet);
-    so are they once the detector's SourceBudget is spent."""
-
-    __slots__ = ("budget", "counts", "few", "ids", "unattributed")
-    FEW = 32
-
-    def __init__(self, budget: SourceBudget | None = None) -> None:
-        self.ids = self.counts = _NO_SOURCES  # replaced, never written to, when the first flood batch arrives
-        self.few: dict[int, int] = {}
-        self.unattributed = 0
-        self.budget = budget if budget is not None else SourceBudget()
-
-    def _room(self) -> int:
-        return max(min(MAX_SOURCES - self.ids.size - len(self.few), self.budget.left), 0)
-
-    def add(self, sources: I64) -> None:
-        """One batch's SYN sources (any order, repeats allowed)."""
-        if sources.size < self.FEW:
-            self.add_few(sources.tolist())
+    def add(self, service: I64, sources: I64) -> None:
+        """One SYN from sources[i] to service[i] each, in the order they arrived. A service stores new
+        sources, first come first, while it has fewer than MAX_SOURCES and the budget lasts."""
+        if not service.size:
             return
-        ids, counts = np.unique(sources, return_counts=True)
-        at = np.searchsorted(self.ids, ids)
-        known = at < self.ids.size
-        known[known] = self.ids[at[known]] == ids[known]
-        self.counts[at[known]] += counts[known]
+        pairs, first, count, _ = first_seen(mix64(service, sources))
+        at = self._index.get(pairs)
+        known = at >= 0
+        self.count[at[known]] += count[known]
         new = np.flatnonzero(~known)
         if not new.size:
             return
-        room = self._room()
-        self.unattributed += int(counts[new[room:]].sum())
-        new = new[:room]
-        if new.size:  # both sides are sorted: inserting at the search positions keeps the order, no sort
-            self.ids = np.insert(self.ids, at[new], ids[new])
-            self.counts = np.insert(self.counts, at[new], counts[new])
-            self.budget.left -= int(new.size)
+        svc = service[first[new]]
+        admit = rank_within(svc) < MAX_SOURCES - self.stored[svc]
+        admit &= np.cumsum(admit) <= self.left
+        np.add.at(self.unattributed, svc[~admit], count[new[~admit]])
+        chosen = new[admit]
+        if not chosen.size:
+            return
+        start, end = self._pairs, self._pairs + chosen.size
+        if end > self.count.size:
+            extra = max(end, 2 * self.count.size, 1024) - self.count.size
+            for name in ("service", "source", "count"):
+                setattr(self, name, np.concatenate([getattr(self, name), np.zeros(extra, np.int64)]))
+        self._index.insert(pairs[chosen], np.arange(start, end))
+        self.service[start:end], self.source[start:end] = svc[admit], sources[first[chosen]]
+        self.count[start:end] = count[chosen]
+        np.add.at(self.stored, svc[admit], 1)
+        self._pairs, self.left = end, self.left - chosen.size
+        self._grouped = None
 
-    def add_few(self, sources: list[int]) -> None:
-        """A few SYN sources (fewer than FEW), counted in the dict."""
-        few = self.few
-        room = self._room()
-        for s in sources:
-            if s in few:
-                few[s] += 1
-            elif room:
-                few[s] = 1
-                room -= 1
-                self.budget.left -= 1
-            else:
-                self.unattributed += 1
+    def top(self, service: int, n: int) -> list[tuple[int, int]]:
+        """The n sources of a service with the most SYNs (ties: lower address first), as (source id, SYNs)."""
+        if self._grouped is None:
+            order = np.argsort(self.service[: self._pairs], kind="stable")
+            self._grouped = order, np.searchsorted(self.service[: self._pairs][order], np.arange(self._services + 1))
+        order, starts = self._grouped
+        mine = order[starts[service] : starts[service + 1]]
+        ids, counts = self.source[mine], self.count[mine]
+        best = np.lexsort((ids, -counts))[:n]
+        return list(zip(ids[best].tolist(), counts[best].tolist(), strict=True))
 
-    def _merged(self) -> tuple[I64, I64]:
-        if not self.few:
-            return self.ids, self.counts
-        ids = np.concatenate([self.ids, np.fromiter(self.few, np.int64, len(self.few))])
-        counts = np.concatenate([self.counts, np.fromiter(self.few.values(), np.int64, len(self.few))])
-        uniq, inverse = np.unique(ids, return_inverse=True)
-        return uniq, np.bincount(inverse.ravel(), weights=counts, minlength=uniq.size).astype(np.int64)
+
+class SourceCounts:
+    """SYNs per source of one service: its part of a SourceBudget (at most MAX_SOURCES sources; SYNs of
+    later new sources, or of any once the budget is spent, are counted in `unattributed`)."""
+
+    __slots__ = ("budget", "service")
+
+    def __init__(self, budget: SourceBudget | None = None, service: int | None = None) -> None:
+        self.budget = budget if budget is not None else SourceBudget()
+        self.service = self.budget.new_services(1) if service is None else service
+
+    def add(self, sources: I64) -> None:
+        """One batch's SYN sources (any order, repeats allowed)."""
+        self.budget.add(np.full(sources.size, self.service, np.int64), sources)
+
+    @property
+    def unattributed(self) -> int:
+        return int(self.budget.unattributed[self.service])
 
     def __len__(self) -> int:
-        return int(self._merged()[0].size)
+        return int(self.budget.stored[self.service])
 
     def top(self, n: int) -> list[tuple[int, int]]:
         """The n sources with the most SYNs (ties: lower address first), as (source id, SYNs)."""
-        ids, counts = self._merged()
-        order = np.lexsort((ids, -counts))[:n]
-        return list(zip(ids[order].tolist(), counts[order].tolist(), strict=True))
+        return self.budget.top(self.service, n)
 
 
 @dataclass(slots=True)
@@ -129,14 +154,147 @@ class Service:
     sources: SourceCounts = field(default_factory=SourceCounts)
 
 
+class Services:
+    """Per service (destination, port): SYN-ACKs, completed handshakes and SYN sources (its SourceCounts
+    in the detector's budget), in numpy columns. At most `max_entries` services are stored; each time a
+    new one is refused, `overflow` counts it."""
+
+    def __init__(self, budget: SourceBudget, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.budget, self.max_entries = budget, max_entries
+        self.overflow = 0
+        self._index = U64Index()
+        self.dst = np.zeros(0, np.int64)
+        self.port = np.zeros(0, np.int64)
+        self.synacks = np.zeros(0, np.int64)
+        self.completed = np.zeros(0, np.int64)
+        self.budget_slot = np.zeros(0, np.int64)  # the service's number in the budget
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def slots(self, dst: I64, port: I64) -> I64:
+        """The slot of each row's service, -1 where it is refused. New services are stored in (destination,
+        port) order."""
+        g = group(dst, port)
+        keys = mix64(g.keys[0], g.keys[1])
+        found = self._index.get(keys)
+        new = np.flatnonzero(found < 0)
+        admitted = new[: max(self.max_entries - len(self), 0)]
+        self.overflow += int(new.size - admitted.size)
+        if admitted.size:
+            start, end = len(self), len(self) + admitted.size
+            if end > self.dst.size:
+                extra = max(end, min(2 * self.dst.size, self.max_entries), 1024) - self.dst.size
+                for name in ("dst", "port", "synacks", "completed", "budget_slot"):
+                    setattr(self, name, np.concatenate([getattr(self, name), np.zeros(extra, np.int64)]))
+            found[admitted] = np.arange(start, end)
+            self._index.insert(keys[admitted], found[admitted])
+            self.dst[start:end], self.port[start:end] = g.keys[0][admitted], g.keys[1][admitted]
+            first = self.budget.new_services(admitted.size)
+            self.budget_slot[start:end] = np.arange(first, first + admitted.size)
+        out = np.empty(dst.size, np.int64)
+        out[g.order] = np.repeat(found, g.counts)
+        return out
+
+    def _view(self, slot: int) -> Service:
+        return Service(
+            int(self.synacks[slot]), int(self.completed[slot]), SourceCounts(self.budget, int(self.budget_slot[slot]))
+        )
+
+    def get(self, key: tuple[int, int]) -> Service | None:
+        """The service's totals (without storing it when it is new)."""
+        slot = int(self._index.get(mix64(np.array([key[0]]), np.array([key[1]])))[0])
+        return None if slot < 0 else self._view(slot)
+
+    def items(self) -> Iterator[tuple[tuple[int, int], Service]]:
+        for slot in range(len(self)):
+            yield (int(self.dst[slot]), int(self.port[slot])), self._view(slot)
+
+
+class PendingSyns:
+    """SYNs waiting for the client's ACK, as a dict from flow key to code would keep them (a repeated
+    SYN keeps its place, an ACKed flow leaves, the oldest are forgotten past `limit`), in numpy: a log
+    of entries in arrival order with a hash index, compacted when it fills."""
+
+    def __init__(self, limit: int = MAX_PENDING) -> None:
+        self.limit = limit
+        room = limit + limit // 4  # compacted every limit // 4 new flows at most; the index holds the log's keys
+        self.keys = np.zeros(room, np.uint64)
+        self.codes = np.zeros(room, np.int64)
+        self.alive = np.zeros(room, bool)
+        self.head = 0  # entries written to the log, dead ones included
+        self.live = 0
+        self._index = U64Index()  # key -> its latest position in the log
+
+    def __len__(self) -> int:
+        return self.live
+
+    def live_keys(self) -> npt.NDArray[np.uint64]:
+        return self.keys[: self.head][self.alive[: self.head]]
+
+    def put(self, keys: npt.NDArray[np.uint64], codes: I64) -> None:
+        """SYNs in arrival order: a flow already waiting keeps its place and takes the latest code."""
+        uniq, _, _, which = first_seen(keys)
+        latest = codes[last_seen(which, uniq.size)]
+        at = self._index.get(uniq)
+        waiting = at >= 0
+        waiting[waiting] = self.alive[at[waiting]]
+        self.codes[at[waiting]] = latest[waiting]
+        new, values = uniq[~waiting], latest[~waiting]
+        if self.head + new.size > self.keys.size:
+            self._compact(new.size)
+        start, end = self.head, self.head + new.size
+        self.keys[start:end], self.codes[start:end], self.alive[start:end] = new, values, True
+        self._index.assign(new, np.arange(start, end))
+        self.head, self.live = end, self.live + new.size
+        excess = self.live - self.limit
+        if excess > 0:  # forget the oldest (they stay counted as half-open)
+            oldest = np.flatnonzero(self.alive[: self.head])[:excess]
+            self.alive[oldest] = False
+            self.live -= excess
+
+    def pop(self, keys: npt.NDArray[np.uint64]) -> I64:
+        """The codes of the waiting flows among `keys` (each flow once), which stop waiting."""
+        uniq = np.unique(keys)
+        at = self._index.get(uniq)
+        found = at >= 0
+        found[found] = self.alive[at[found]]
+        done = at[found]
+        self.alive[done] = False
+        self.live -= done.size
+        return self.codes[done]
+
+    def _compact(self, room: int) -> None:
+        """Move the live entries to the front, in order, and rebuild the index."""
+        keep = np.flatnonzero(self.alive[: self.head])
+        n = keep.size
+        if n + room > self.keys.size:
+            extra = n + room - self.keys.size
+            self.keys = np.concatenate([self.keys, np.zeros(extra, np.uint64)])
+            self.codes = np.concatenate([self.codes, np.zeros(extra, np.int64)])
+            self.alive = np.concatenate([self.alive, np.zeros(extra, bool)])
+        self.keys[:n], self.codes[:n] = self.keys[keep], self.codes[keep]
+        self.alive[:] = False
+        self.alive[:n] = True
+        self.head = n
+        self._index = U64Index()
+        self._index.insert(self.keys[:n], np.arange(n))
+
+
 class SynFloodDetector:
+    fields = reports(
+        {
+            "traffic.syn_flood": {"source_ip", "destination_ip", "destination_port", "syn.count", "syn.duration_s"}
+            | {"syn.peak_per_second", "syn.peak_per_minute", "syn.sources", "syn.top_sources", "syn.unattributed"}
+            | {"syn.answered", "syn.completed", "syn.half_open_ratio"}
+        }
+    )
+
     def __init__(self) -> None:
         self.syns = ActivityTable()
         self.budget = SourceBudget()
-        self.services: BoundedTable[tuple[int, int], Service] = BoundedTable(
-            lambda: Service(sources=SourceCounts(self.budget))
-        )
-        self._pending: dict[int, int] = {}  # flow key of a SYN awaiting the client's ACK → dst << 16 | port
+        self.services = Services(self.budget)
+        self._pending = PendingSyns()  # flow key of a SYN awaiting the client's ACK → dst << 16 | port
         # flow keys ever made pending: most ACKs belong to flows whose SYN is long gone or unseen,
         # and the filter spares them the dict lookup; rebuilt when stale entries pile up
         self._maybe_pending = HashFilter()
@@ -148,51 +306,30 @@ class SynFloodDetector:
         if syn.size:
             src, dst, port = p.src[syn], p.dst[syn], p.dport[syn]
             self.syns.track([dst, port], p.ts[syn])
-            g = group(dst, port)
-            by_service = src[g.order]
-            listed = by_service.tolist()  # most services get a SYN or two a batch: slices of a list are cheaper
-            services = self.services
-            for (d, prt), start, n in zip(g.rows(), g.starts.tolist(), g.counts.tolist(), strict=True):
-                svc = services.get((d, prt))
-                if svc is not None:
-                    if n < SourceCounts.FEW:
-                        svc.sources.add_few(listed[start : start + n])
-                    else:
-                        svc.sources.add(by_service[start : start + n])
+            at = self.services.slots(dst, port)
+            stored = at >= 0
+            self.budget.add(self.services.budget_slot[at[stored]], src[stored])
             flows = flow_key(src, dst, p.sport[syn], port)
-            self._pending.update(zip(flows.tolist(), (dst << 16 | port).tolist(), strict=True))
+            self._pending.put(flows, dst << 16 | port)
             self._remember(flows)
-            excess = len(self._pending) - MAX_PENDING
-            if excess > 0:  # forget the oldest (they stay counted as half-open)
-                for key in list(itertools.islice(self._pending, excess)):
-                    del self._pending[key]
         synack = np.flatnonzero(p.tcp & ((f & (SYN | ACK)) == (SYN | ACK)))
         if synack.size:
-            g = group(p.src[synack], p.sport[synack])
-            for (d, prt), n in zip(g.rows(), g.counts.tolist(), strict=True):
-                svc = self.services.get((d, prt))
-                if svc is not None:
-                    svc.synacks += n
+            at = self.services.slots(p.src[synack], p.sport[synack])
+            np.add.at(self.services.synacks, at[at >= 0], 1)
         if self._pending:
             ack = np.flatnonzero(p.tcp & ((f & (SYN | ACK | RST)) == ACK))
             if ack.size:
-                pending = self._pending
                 keys = flow_key(p.src[ack], p.dst[ack], p.sport[ack], p.dport[ack])
-                keys = keys[self._maybe_pending.maybe(keys)]
-                known = np.fromiter(map(pending.__contains__, keys.tolist()), bool, keys.size)
-                # a flow ACKed twice in one batch completes once: the second pop finds nothing
-                codes = map(pending.pop, keys[known].tolist(), itertools.repeat(-1))
-                finished: Counter[int] = Counter(code for code in codes if code >= 0)
-                for code, n in finished.items():
-                    svc = self.services.get((code >> 16, code & 0xFFFF))
-                    if svc is not None:
-                        svc.completed += n
+                codes = self._pending.pop(keys[self._maybe_pending.maybe(keys)])  # a flow completes once
+                if codes.size:
+                    at = self.services.slots(codes >> 16, codes & 0xFFFF)
+                    np.add.at(self.services.completed, at[at >= 0], 1)
 
     def _remember(self, flows: npt.NDArray[np.uint64]) -> None:
         self._filtered += flows.size
         if self._filtered > 4 * MAX_PENDING:  # keeps the filter's false positives rare
             self._maybe_pending = HashFilter()
-            self._maybe_pending.add(np.fromiter(self._pending, np.uint64, len(self._pending)))
+            self._maybe_pending.add(self._pending.live_keys())
             self._filtered = len(self._pending)
         else:
             self._maybe_pending.add(flows)
@@ -238,6 +375,13 @@ class IcmpPeer:
 
 
 class IcmpDetector:
+    fields = reports(
+        {
+            "traffic.icmp_flood": {"source_ip", "destination_ip", "icmp.count", "icmp.duration_s"}
+            | {"icmp.peak_per_second", "icmp.peak_per_minute", "icmp.echo_requests", "icmp.max_bytes"}
+        }
+    )
+
     def __init__(self) -> None:
         self.activity = ActivityTable()
         self.peers: BoundedTable[tuple[int, int], IcmpPeer] = BoundedTable(IcmpPeer)

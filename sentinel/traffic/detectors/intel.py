@@ -11,16 +11,11 @@ import numpy.typing as npt
 from sentinel.models import Observation
 from sentinel.traffic.addresses import V6_BASE, AddressBook
 from sentinel.traffic.decode import Packets
-from sentinel.traffic.detectors.base import Context, largest, top_keys
+from sentinel.traffic.detectors.base import Context, largest, reports, top_keys
 from sentinel.traffic.intel import ThreatIntel
 from sentinel.traffic.table import BoundedTable, group
 
 I64 = npt.NDArray[np.int64]
-
-
-#: Names whose list match is remembered (DnsDetector hands over every name it sees).
-MAX_CACHED_NAMES = 16_384
-_UNKNOWN = ("", "")
 
 
 @dataclass(slots=True)
@@ -31,6 +26,13 @@ class Contact:
 
 
 class IntelDetector:
+    fields = reports(
+        {
+            "traffic.threat_intel": {"source_ip", "destination_ip", "intel.indicator", "intel.list", "intel.match"}
+            | {"intel.direction", "intel.packets", "intel.bytes"}
+        }
+    )
+
     def __init__(self, intel: ThreatIntel, book: AddressBook) -> None:
         self.intel = intel
         self.book = book
@@ -42,7 +44,6 @@ class IntelDetector:
         self._v6_checked: set[int] = set()
         self.contacts: BoundedTable[tuple[int, int], Contact] = BoundedTable(Contact)
         self.names: BoundedTable[tuple[int, int, str], Contact] = BoundedTable(Contact)
-        self._names_listed: dict[str, tuple[str, str] | None] = {}
 
     def _in_ranges(self, ids: I64) -> npt.NDArray[np.bool_]:
         if not self._starts.size:
@@ -96,27 +97,34 @@ class IntelDetector:
                 contact.bytes += int(size)
                 contact.first = min(contact.first, first)
 
-    def on_name(self, client: int, server: int, name: str, packets: int = 1) -> None:
-        match = self._names_listed.get(name, _UNKNOWN)
-        if match is _UNKNOWN:  # the same names are looked up again and again: match each once
-            if len(self._names_listed) >= MAX_CACHED_NAMES:
-                self._names_listed.clear()
-            match = self._names_listed[name] = self.intel.domain_list(name)
-        if match is not None:
-            contact = self.names.get((client, server, match[0]))
-            if contact is not None:
-                contact.packets += packets
+    def on_name(self, name: str, clients: I64, servers: I64) -> None:
+        """Requests naming `name` (HTTP Host headers), one (client, server) per request, in order."""
+        self.on_names([name], np.zeros(clients.size, np.int64), clients, servers)
 
-    def on_host(self, name: str, clients: I64, servers: I64) -> None:
-        """HTTP requests naming `name` in their Host header, one (client, server) per request."""
-        match = self.intel.domain_list(name)
-        if match is None:
+    def on_names(self, names: list[str], which: I64, clients: I64, servers: I64) -> None:
+        """Requests naming names[which[i]] (DNS queries, HTTP Host headers) from clients[i] to servers[i],
+        in order: contacts are stored in the order their (client, server, listed domain) first occurs."""
+        listed: dict[str, int] = {}
+        domains: list[str] = []
+        code = []
+        for name in names:
+            match = self.intel.domain_list(name)
+            if match is None:
+                code.append(-1)
+                continue
+            if match[0] not in listed:
+                listed[match[0]] = len(domains)
+                domains.append(match[0])
+            code.append(listed[match[0]])
+        if not domains:
             return
-        g = group(clients, servers)
+        domain = np.array(code, np.int64)[which]
+        hit = domain >= 0
+        g = group(clients[hit], servers[hit], domain[hit])
         keys, counts = list(g.rows()), g.counts.tolist()
-        for k in np.argsort(g.reduce_min(np.arange(clients.size)), kind="stable").tolist():  # first seen first
-            client, server = keys[k]
-            contact = self.names.get((client, server, match[0]))
+        for k in np.argsort(g.reduce_min(np.arange(int(np.count_nonzero(hit)))), kind="stable").tolist():
+            client, server, d = keys[k]
+            contact = self.names.get((client, server, domains[d]))
             if contact is not None:
                 contact.packets += counts[k]
 

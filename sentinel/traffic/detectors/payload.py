@@ -17,10 +17,10 @@ import numpy as np
 from sentinel.models import Observation
 from sentinel.models.target import port_target
 from sentinel.traffic.decode import Packets
-from sentinel.traffic.detectors.base import SAMPLE, Context, largest, top_keys
+from sentinel.traffic.detectors.base import SAMPLE, Context, largest, reports, top_keys
 from sentinel.traffic.detectors.services import BruteForceDetector
 from sentinel.traffic.pii import DIGIT_CLASSES, classify, find_candidates
-from sentinel.traffic.table import BoundedTable
+from sentinel.traffic.table import BoundedTable, members
 
 LINE_PORTS = {21: "ftp", 23: "telnet", 25: "smtp", 587: "smtp", 110: "pop3", 143: "imap"}
 HTTP_PORTS = {80, 8080, 8000, 8008, 8888, 3128}
@@ -36,6 +36,15 @@ FAILURE_REPLIES = {"ftp": (b"530",), "pop3": (b"-err",), "smtp": (b"535",), "tel
 REDACTED = "[redacted]"
 MAX_TEXT = 64
 IAC = 0xFF
+#: What a port is to this detector (bits), so one gather per port column replaces a test per port.
+LINE, HTTP, ENCRYPTED = 1, 2, 4
+PORT_ROLE = np.zeros(1 << 16, np.uint8)
+PORT_ROLE[sorted(LINE_PORTS)] |= LINE
+PORT_ROLE[sorted(HTTP_PORTS)] |= HTTP
+PORT_ROLE[sorted(ENCRYPTED_PORTS)] |= ENCRYPTED
+#: Up to this many listed domains, Host headers are read only in the requests that contain one of them
+#: (a C-level search per domain); with more, every Host header is read.
+FEW_LISTED = 64
 
 
 @dataclass(slots=True)
@@ -136,36 +145,48 @@ class Joined:
 
 
 class PayloadDetector:
+    fields = reports(
+        {
+            "traffic.cleartext_credentials": {"source_ip", "destination_ip", "destination_port"}
+            | {"credentials.protocol", "credentials.count", "credentials.usernames", "credentials.secret"},
+            "traffic.personal_data": {"source_ip", "destination_ip", "service_port", "pii.id_numbers"}
+            | {"pii.mobile_numbers", "pii.samples"},
+        }
+    )
+
     def __init__(
         self,
         registered: np.ndarray,
         brute: BruteForceDetector,
         on_host: Callable[[str, np.ndarray, np.ndarray], None] | None = None,
+        listed: list[str] | None = None,
     ) -> None:
+        """`on_host(name, clients, servers)`: the requests naming each Host (one (client, server) per
+        request), for the names that may be under a `listed` domain (all names when `listed` is None)."""
         self.registered = registered
         self.brute = brute
         self.on_host = on_host
+        few = listed is not None and len(listed) <= FEW_LISTED
+        self._listed = [d.encode("ascii", "replace") for d in listed or ()] if few else None
         self.credentials: BoundedTable[tuple[int, int, int, str], Credentials] = BoundedTable(Credentials)
         self.personal: BoundedTable[tuple[int, int, int], PersonalData] = BoundedTable(PersonalData)
         self.dialogues: BoundedTable[tuple[int, int, int, int], Dialogue] = BoundedTable(Dialogue, 50_000)
-        self._line_ports = np.array(sorted(LINE_PORTS), np.int64)
-        self._http_ports = np.array(sorted(HTTP_PORTS), np.int64)
-        self._encrypted = np.array(sorted(ENCRYPTED_PORTS), np.int64)
 
     # -- feeding ----------------------------------------------------------------------------------
     def feed(self, p: Packets) -> None:
         data = (p.tcp | p.udp) & (p.plen > 0)
         if not data.any():
             return
-        lines = np.flatnonzero(data & p.tcp & (np.isin(p.dport, self._line_ports) | np.isin(p.sport, self._line_ports)))
+        role = PORT_ROLE[p.sport] | PORT_ROLE[p.dport]
+        lines = np.flatnonzero(data & p.tcp & (role & LINE > 0))
         for i in lines.tolist():
             self._line_packet(p, i)
-        http = data & p.tcp & (np.isin(p.dport, self._http_ports) | np.isin(p.sport, self._http_ports))
+        http = data & p.tcp & (role & HTTP > 0)
         if http.any():
             self._http(p, http)
         if self.registered.size:
-            eligible = data & (np.isin(p.src, self.registered) | np.isin(p.dst, self.registered))
-            eligible &= ~(np.isin(p.sport, self._encrypted) | np.isin(p.dport, self._encrypted))
+            eligible = data & (role & ENCRYPTED == 0)
+            eligible &= members(p.src, self.registered) | members(p.dst, self.registered)
             if eligible.any():
                 self._personal(p, eligible)
 
@@ -188,7 +209,17 @@ class PayloadDetector:
     def _hosts(self, p: Packets, joined: Joined, low: bytes) -> None:
         """Host header values: each distinct value of the batch is decoded once and handed over with
         the (client, server) of every request that carried it, in order."""
+        named: np.ndarray | None = None
+        if self._listed is not None:  # only requests that contain a listed domain can name one
+            named = np.zeros(joined.idx.size, bool)
+            for domain in self._listed:
+                named[joined.find_all(low, domain)[0]] = True
+            if not named.any():
+                return
         rows, at = joined.find_all(low, HOST_HEADER)
+        if named is not None:
+            keep = named[rows]
+            rows, at = rows[keep], at[keep]
         for first in range(0, rows.size, HOST_SLICE):  # bounds the per-slice byte matrix
             self._host_slice(p, joined, low, rows[first : first + HOST_SLICE], at[first : first + HOST_SLICE])
 

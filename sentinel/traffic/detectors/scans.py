@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from sentinel.models import Observation
 from sentinel.traffic.decode import ACK, FIN, PSH, RST, SYN, TCP, UDP, URG, Packets
-from sentinel.traffic.detectors.base import MAX_PER_KIND, UNREPORTED, Context
+from sentinel.traffic.detectors.base import MAX_PER_KIND, UNREPORTED, Context, reports
 from sentinel.traffic.detectors.floods import flow_key
 from sentinel.traffic.table import DistinctCounter, HashFilter, mix64
 
@@ -104,6 +104,16 @@ def port_unreachable(p: Packets) -> tuple[I64, I64]:
 
 
 class ScanDetector:
+    fields = reports(
+        {
+            "traffic.portscan": {"source_ip", "destination_ip", "destination_port", "scan.direction", "scan.protocol"}
+            | {"scan.ports", "scan.hosts", "scan.probes", "scan.types", "scan.duration_s", "scan.ports_sample"}
+            | {"scan.unreachable", "scan.unanswered"},
+            "traffic.host_sweep": {"source_ip", "destination_ip", "sweep.hosts", "sweep.probes", "sweep.methods"}
+            | {"sweep.duration_s", "sweep.unanswered"},
+        }
+    )
+
     def __init__(self, registered: np.ndarray) -> None:
         self.vertical = DistinctCounter(sample=20)  # (src, dst, protocol) → distinct destination ports
         # (src, port, protocol) → distinct destination hosts, and src → distinct hosts; a registered
@@ -118,7 +128,7 @@ class ScanDetector:
         self.answered_hosts = DistinctCounter(sample=0)
         self.answered_any = DistinctCounter(sample=0)
         self.udp_sweeps = DistinctCounter(marked_values=registered)
-        self._sketch = np.zeros(1 << SKETCH_BITS, np.int64)
+        self._sketch = np.zeros(1 << SKETCH_BITS, np.int32)  # halved every DECAY_S: 4 bytes a bucket are plenty
         self._decayed_at = -1.0
 
     def _admitted(self, src: np.ndarray, ts: np.ndarray, udp: np.ndarray | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from sentinel.models import Observation
 from sentinel.models.target import port_target
 from sentinel.traffic.decode import ACK, RST, SYN, Packets
-from sentinel.traffic.detectors.base import Context, largest, top_keys
+from sentinel.traffic.detectors.base import Context, largest, reports, top_keys
 from sentinel.traffic.table import Activity, ActivityTable, BoundedTable, group
 
 LOGIN_SERVICES = {22: "ssh", 3389: "rdp", 5900: "vnc", 21: "ftp", 23: "telnet", 110: "pop3", 143: "imap"}
@@ -27,6 +27,13 @@ class Answering:
 
 
 class UndeclaredServiceDetector:
+    fields = reports(
+        {
+            "traffic.undeclared_service": {"source_ip", "destination_ip", "destination_port", "service.declared"}
+            | {"service.declared_ports", "service.answers", "service.clients"}
+        }
+    )
+
     """A registered address answering a TCP handshake (SYN-ACK) on a port: declared or not."""
 
     def __init__(self, registered: np.ndarray) -> None:
@@ -71,6 +78,14 @@ class UndeclaredServiceDetector:
 
 class BruteForceDetector:
     """Connection attempts to login services per (client, server, port); failures come from payloads."""
+
+    fields = reports(
+        {
+            "traffic.bruteforce": {"source_ip", "destination_ip", "destination_port", "login.service"}
+            | {"login.connections", "login.connections_peak_per_minute", "login.failures"}
+            | {"login.failures_peak_per_minute", "login.duration_s"}
+        }
+    )
 
     def __init__(self) -> None:
         self.attempts = ActivityTable()
