@@ -140,13 +140,15 @@ def test_a_capture_split_between_two_children_is_reported_as_by_one(capture: str
 
 
 def test_a_batch_starts_its_first_child_at_once_and_stops_it_when_closed() -> None:
+    # other long-lived children of this process (the collectors' HTML worker pool) are not the batch's
+    others = {p.pid for p in multiprocessing.active_children()}
     run = analyze_batch([FIXTURES / "normal.pcap", FIXTURES / "missing.pcap"], EMPTY, ThreatIntel(), parts=1)
     outcomes = list(run)
     assert outcomes[0].error is None and outcomes[0].packets > 0
     assert outcomes[1].error == "no such file"
     unread = analyze_batch([FIXTURES / "syn_flood.pcap.gz"], EMPTY, ThreatIntel(), parts=2)
     unread.close()  # the caller failed before asking: its children are stopped, not left running
-    assert not multiprocessing.active_children()
+    assert {p.pid for p in multiprocessing.active_children()} <= others
 
 
 def test_the_numpy_hash_tables_answer_as_a_dict_and_a_set_do() -> None:
