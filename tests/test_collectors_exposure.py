@@ -122,7 +122,7 @@ async def flood(reader, writer):  # an endless greeting
             writer.write(b"220-" + b"A" * 1000 + b"\r\n")
             await writer.drain()
     except (ConnectionError, OSError):
-        pass
+        return  # the prober hung up: that is the point of the flood
 
 async def silent(reader, writer):  # accepts, never speaks
     await reader.read()
