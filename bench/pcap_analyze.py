@@ -14,12 +14,15 @@ rule evaluation and the findings), the analyser alone in a forked child like the
 packets/s and its own peak RSS), and tshark on the same file in the same run. Wall time is what a
 user waits; CPU seconds (user + system, children included) are steadier on a shared machine.
 
-Each measurement is made `--repeat` times (default 3), every run is printed, then the median and the
-best run of each tool (by wall time) with the largest peak RSS of its runs. `--compiled` first writes
+Before each run the capture is read once, so that every tool starts with it in the page cache (the
+figures are about analysing, not the disk). Each measurement is made `--repeat` times (default 3),
+every run is printed, then the median and the best run of each tool (by wall time) with the largest
+peak RSS of its runs. `--compiled` first writes
 the package's bytecode, as installing it from a wheel does (a checkout run with PYTHONDONTWRITEBYTECODE
 compiles every module again in every process, about 0.2 s of each start-up).
 
-    python -m bench.pcap_analyze [--packets 2000000 10000000] [--mix mixed hostile] [--repeat 3] [--no-tshark]
+    python -m bench.pcap_analyze [--packets 2000000 10000000] [--mix mixed hostile] [--repeat 3]
+                                 [--no-tshark | --tshark-repeat 1]
 """
 
 from __future__ import annotations
@@ -138,6 +141,15 @@ def generate(path: Path, packets: int, seed: int = 6) -> None:
             written += size
 
 
+def warm(path: Path) -> None:
+    """Read the capture once, so that every tool's run starts with it in the page cache: the figures are
+    about analysing, not about the disk (this machine's host pages out memory left cold for a while)."""
+    buf = bytearray(8 << 20)
+    with path.open("rb", buffering=0) as f:
+        while f.readinto(buf):
+            pass
+
+
 def measure(cmd: list[str]) -> tuple[float, float, int, str]:
     """Wall seconds, CPU seconds, peak RSS in MB (of the command or of its largest child), and stderr."""
     start = time.perf_counter()
@@ -218,6 +230,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each tool per capture (all are printed).")
     parser.add_argument("--compiled", action="store_true", help="Write the package's bytecode first.")
     parser.add_argument("--no-tshark", action="store_true")
+    parser.add_argument(
+        "--tshark-repeat", type=int, default=1, help="Runs of tshark per capture (it takes minutes on 10 M packets)."
+    )
     parser.add_argument("--keep", type=Path, help="Write the captures here and keep them.")
     args = parser.parse_args()
     tshark = None if args.no_tshark else shutil.which("tshark")
@@ -225,9 +240,13 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     registry = work / "registry.yaml"
     registry.write_text(REGISTRY)
-    # as a user runs it: the installed console script (else the same entry point through this interpreter)
-    script = shutil.which("sentinel")
+    # as a user runs it: the console script installed beside this interpreter (what a venv or a system
+    # install puts on PATH; a version manager's shim in front of it, such as pyenv's, adds its own start-up),
+    # else the same entry point through this interpreter
+    beside = Path(sys.executable).with_name("sentinel")
+    script = str(beside) if beside.is_file() else shutil.which("sentinel")
     analyze = [script] if script else [sys.executable, "-c", "from sentinel.cli.main import entrypoint; entrypoint()"]
+    print(f"# command: {analyze[0]}")
     if args.compiled:
         import sentinel
 
@@ -261,13 +280,16 @@ def main() -> None:
                     for leftover in work.glob("bench.db*"):
                         leftover.unlink()
                     cmd = [*analyze, "pcap", "analyze", str(path), "--registry", str(registry), "--format", "json"]
+                    warm(path)
                     took, cpu, rss, _ = measure([*cmd, "--store", str(db), "--memory-limit", "4096"])
                     row(path.name, mb, "sentinel pcap analyze", took, cpu, n, rss)
                     runs["sentinel"].append((took, cpu, rss))
+                    warm(path)
                     took, cpu, child_rss = analyser_alone(path, registry)
                     row(path.name, mb, "(analyser in its child)", took, cpu, n, child_rss)
                     runs["analyser"].append((took, cpu, child_rss))
-                    if tshark:
+                    if tshark and len(runs["tshark"]) < args.tshark_repeat:
+                        warm(path)
                         took, cpu, rss, _ = measure([tshark, "-r", str(path), "-q", "-z", "conv,tcp"])
                         row(path.name, mb, "tshark -q -z conv,tcp", took, cpu, n, rss)
                         runs["tshark"].append((took, cpu, rss))

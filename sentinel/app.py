@@ -9,7 +9,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -76,9 +75,19 @@ SCHEMA_COMPONENTS: tuple[SchemaComponent, ...] = (
 
 def stamped(observations: Sequence[Observation], observer: Observer) -> list[Observation]:
     """The observations as this instance records them: with its site and vantage (collectors know neither)."""
+    from sentinel.models import Observation  # at run time too (the module's import is for annotations)
+
     site, vantage = observer.site, observer.vantage
+    # The constructor with every field by position: `dataclasses.replace` (which reads the fields and builds
+    # keyword arguments per call) took twice as long, 35 ms of a capture's 12,071 observations.
+    # tests/test_app_stamped.py fails if Observation gains a field this call does not pass on.
     return [
-        o if o.site == site and o.vantage is vantage else replace(o, site=site, vantage=vantage) for o in observations
+        o
+        if o.site == site and o.vantage is vantage
+        else Observation(
+            o.kind, o.system_id, o.target, o.observed_at, o.probe, o.status, o.data, o.error, site, vantage
+        )
+        for o in observations
     ]
 
 
@@ -322,7 +331,8 @@ class Sentinel:
                     {
                         "source": source,
                         "observations": len(observations),
-                        "errors": sum(1 for o in observations if o.status.value == "error"),
+                        # a StrEnum equals its value: no enum descriptor lookup per observation
+                        "errors": sum(1 for o in observations if o.status == "error"),
                         "new": len(changes.new),
                         "resolved": len(changes.resolved),
                         "reopened": len(changes.reopened),

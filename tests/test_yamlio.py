@@ -10,11 +10,15 @@ import pytest
 from sentinel.cli.main import main
 from sentinel.errors import InputError
 from sentinel.yamlio import (
+    LOADER,
     MAX_ALIAS_NODES,
     MAX_ALIASES,
     MAX_BYTES,
     MAX_DEPTH,
     LineDict,
+    LineList,
+    _LibyamlLoader,
+    _PythonLoader,
     line_of,
     load_yaml_file,
     load_yaml_text,
@@ -157,3 +161,42 @@ def test_many_aliases_of_a_modest_block_load() -> None:
     items = "\n".join("  - *d" for _ in range(MAX_ALIASES - 1))
     data = load_yaml_text(f"defaults: &d {block}\nitems:\n{items}\n", "f")  # 199 x 201 nodes: under the limit
     assert len(data["items"]) == MAX_ALIASES - 1
+
+
+def _lines(data: object) -> object:
+    """The data with every key's and item's line, to compare two loaders' trees."""
+    if isinstance(data, LineDict):
+        return {k: (data.key_lines[k], _lines(v)) for k, v in data.items()}
+    if isinstance(data, LineList):
+        return [(line, _lines(v)) for line, v in zip(data.item_lines, data, strict=True)]
+    return data
+
+
+def test_libyaml_and_python_parsers_give_the_same_trees_and_problems() -> None:
+    """libyaml does the scanning when PyYAML has it; every file and every refusal reads the same either way."""
+    assert LOADER is _LibyamlLoader, "PyYAML without libyaml: the fast parser is not in use"
+    shipped = sorted(Path("rules").rglob("*.yaml")) + sorted(Path("docs/examples").rglob("*.yaml"))
+    assert len(shipped) > 100
+    for path in shipped:
+        text = path.read_text()
+        fast, slow = (_lines(load_yaml_text(text, str(path), cls)) for cls in (_LibyamlLoader, _PythonLoader))
+        assert fast == slow, path
+    bad = {
+        "dup": "a: 1\nb: 2\na: 3\n",
+        "syntax": "a: 1\nb: [1, 2\nc: 3\n",
+        "nul after wide characters": "名称: 市政务门户\n说明: 第二行\nc: x\x00\n",
+        "deep": "ok: 1\nnested: " + "[" * 5000 + "]" * 5000 + "\n",
+        "cycle": "a: &a [*a]\n",
+        "bomb": "sinks:\n  bomb:\n" + shared_alias_bomb(indent="    "),
+        "tag": "a: !!python/object:os.system x\n",
+    }
+    for name, text in bad.items():
+        found = []
+        for cls in (_LibyamlLoader, _PythonLoader):
+            with pytest.raises(InputError) as err:
+                load_yaml_text(text, "f.yaml", cls)
+            found.append([(p.file, p.line) for p in err.value.problems])
+        assert found[0] == found[1], name
+    with pytest.raises(InputError) as err:
+        load_yaml_text(bad["nul after wide characters"], "f.yaml")
+    assert err.value.problems[0].line == 3  # libyaml's byte offset is turned into the right line

@@ -1,61 +1,35 @@
 """Collectors: probes that plan jobs from the registry and turn network answers into observations.
 
-To add a probe: write a `Probe` subclass in its own module and list it in `BUILTIN_PROBES`. Its own options are
-an `Options` model (a `ProbeOptions` subclass) it declares, under `collectors.<name>` in sentinel.yaml; its
-`schedule` says whether the default sweep runs it ("sweep"), only `sentinel run` ("run"), or only when listed.
+The probe catalogue (`catalogue.py`: `BUILTIN_PROBES`, `build_probes`) imports every probe module; it is
+loaded on first use, so that code needing only a protocol parser (the traffic detectors use
+`protocols.dnsmsg`) does not pay for it. The probe modules in turn import their network libraries
+(aiohttp, cryptography, dnspython, h11) only when a probe runs: loading the settings imports the
+catalogue for the probes' `Options`, and `tests/test_collectors_imports.py` keeps it light.
 """
 
 from __future__ import annotations
 
-from sentinel.collectors.banners import BannerProbe
-from sentinel.collectors.base import Probe, ProbeJob
-from sentinel.collectors.dns_probe import DnsProbe
-from sentinel.collectors.exposure import ExposureProbe
-from sentinel.collectors.http_poll import HttpProbe
-from sentinel.collectors.http_security import HttpSecurityProbe
-from sentinel.collectors.icmp_probe import IcmpEchoProbe
-from sentinel.collectors.port_discovery import PortDiscoveryProbe
-from sentinel.collectors.tcp_ports import TcpPortProbe
-from sentinel.collectors.tlcp_probe import GmTlsProbe
-from sentinel.collectors.tls_cert import TlsProbe
-from sentinel.collectors.tls_scan import TlsScanProbe
-from sentinel.collectors.web_integrity import WebIntegrityProbe
-from sentinel.config.settings import CollectorSettings
-from sentinel.errors import InputError, Problem
+from typing import TYPE_CHECKING, Any
 
-BUILTIN_PROBES: dict[str, type[Probe]] = {
-    p.name: p
-    for p in (
-        TcpPortProbe,
-        IcmpEchoProbe,
-        HttpProbe,
-        TlsProbe,
-        TlsScanProbe,
-        BannerProbe,
-        ExposureProbe,
-        DnsProbe,
-        HttpSecurityProbe,
-        WebIntegrityProbe,
-        PortDiscoveryProbe,
-        GmTlsProbe,
-    )
+if TYPE_CHECKING:
+    from sentinel.collectors.base import Probe, ProbeJob
+    from sentinel.collectors.catalogue import BUILTIN_PROBES, build_probes
+
+_LAZY = {
+    "BUILTIN_PROBES": "sentinel.collectors.catalogue",
+    "build_probes": "sentinel.collectors.catalogue",
+    "Probe": "sentinel.collectors.base",
+    "ProbeJob": "sentinel.collectors.base",
 }
 
 
-def build_probes(settings: CollectorSettings, source: str = "settings") -> list[Probe]:
-    unknown = [n for n in settings.probes if n not in BUILTIN_PROBES]
-    if unknown:
-        raise InputError(
-            [
-                Problem(
-                    source,
-                    None,
-                    f"collectors.probes: unknown probe(s) {', '.join(unknown)} "
-                    f"(available: {', '.join(BUILTIN_PROBES)})",
-                )
-            ]
-        )
-    return [BUILTIN_PROBES[n](settings) for n in settings.probes]
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:  # not ours: lets `from sentinel.collectors import <submodule>` import it
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = ["BUILTIN_PROBES", "Probe", "ProbeJob", "build_probes"]

@@ -15,8 +15,6 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-import aiohttp
-
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.http_fetch import scoped_get
 from sentinel.collectors.network import ScopedNetwork
@@ -100,6 +98,8 @@ class ExposureProbe(Probe):
         }
         base: Facts = {"address": address, "service": service, "method": "safe-check"}
         label = host_port(job.host, port)
+        import aiohttp  # imported when a probe runs: the settings import this module only for its Options
+
         try:
             facts = await checks[service](net, address, job.host, port)
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
@@ -248,6 +248,8 @@ class ExposureProbe(Probe):
 
     # -- HTTP APIs ------------------------------------------------------------------------------
     async def _get_json(self, net: ScopedNetwork, address: str, port: int, path: str) -> tuple[int, Any]:
+        import aiohttp  # imported when a probe runs: the settings import this module only for its Options
+
         host = f"[{address}]" if ":" in address else address
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout, sock_connect=self.settings.connect_timeout)
         # The HTTP probes' client (one admitted, scope-checked connection; no redirects followed), which costs a

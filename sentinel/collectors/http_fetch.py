@@ -14,13 +14,15 @@ from __future__ import annotations
 import functools
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
-
-import aiohttp
 
 from sentinel.collectors.http_timing import WireClock
 from sentinel.collectors.http_wire import HttpProtocolError, TlsHandshakeError, WirePool, WireResponse, wire_get
 from sentinel.collectors.network import CircuitOpen, OutOfScope, ScopedNetwork, jsonable_headers
+
+if TYPE_CHECKING:
+    import aiohttp
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_COOKIES = 32
@@ -28,8 +30,12 @@ REDIRECT_BODY_BYTES = 65_536  # a redirect's body is read (bounded) so its timin
 MAX_REASON_CHARS = 300
 
 
-#: what a request that got no HTTP answer raises (the probes turn these into error observations)
-FETCH_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+@functools.cache
+def fetch_errors() -> tuple[type[Exception], ...]:
+    """What a request that got no HTTP answer raises (the probes turn these into error observations)."""
+    import aiohttp  # imported when a probe runs: the settings import this module only for the probes' options
+
+    return (aiohttp.ClientError, TimeoutError, OSError)
 
 
 # -- TLS -----------------------------------------------------------------------------------------------------------
@@ -78,6 +84,8 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
 
     `circuit_open`: backed off, nothing sent; `tls_handshake`: the TCP connection was made and the TLS handshake
     failed; `protocol`: something answered that is not readable HTTP/1.1; `dns`; `timeout`; `connect`."""
+    import aiohttp  # at the first failure, not when the settings import this module for the probes' options
+
     if isinstance(exc, CircuitOpen):
         return "circuit_open", f"not probed: {exc}"[:MAX_REASON_CHARS]
     if isinstance(exc, TlsHandshakeError | aiohttp.ClientSSLError):

@@ -28,10 +28,10 @@ from urllib.parse import urljoin, urlsplit
 
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.http_fetch import (
-    FETCH_ERRORS,
     REDIRECT_BODY_BYTES,
     REDIRECT_STATUSES,
     describe_failure,
+    fetch_errors,
     http_tls_context,
     status_facts,
 )
@@ -136,7 +136,7 @@ class HttpProbe(Probe):
                         "body_truncated": more,
                     }
                     return [self.observation(job, started, data)]
-            except FETCH_ERRORS as exc:
+            except fetch_errors() as exc:
                 net.report_failure(address)
                 kind, reason = describe_failure(exc)
                 tls_failed = kind == "tls_handshake"

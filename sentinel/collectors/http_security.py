@@ -17,10 +17,9 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 from pydantic import Field
 
 from sentinel.collectors.base import Probe, ProbeJob
@@ -31,6 +30,9 @@ from sentinel.collectors.network import CircuitOpen, ScopedNetwork
 from sentinel.config.settings import ProbeOptions
 from sentinel.models import Observation
 from sentinel.registry.models import System
+
+if TYPE_CHECKING:
+    import aiohttp
 
 PAGE_READ_BYTES = 65_536
 PATH_TIMEOUT = 5.0  # seconds per path check, at most
@@ -291,6 +293,8 @@ class HttpSecurityProbe(Probe):
         return 1 + self.settings.max_redirects + self.max_path_checks
 
     def _timeout(self) -> aiohttp.ClientTimeout:
+        import aiohttp  # imported when a probe runs: the settings import this module only for its Options
+
         return aiohttp.ClientTimeout(total=self.settings.http_timeout, sock_connect=self.settings.connect_timeout)
 
     async def run(self, job: ProbeJob, net: ScopedNetwork) -> list[Observation]:
@@ -303,6 +307,8 @@ class HttpSecurityProbe(Probe):
             pool.close()
 
     async def _run(self, job: ProbeJob, net: ScopedNetwork, pool: WirePool) -> list[Observation]:
+        import aiohttp  # imported when a probe runs: the settings import this module only for its Options
+
         assert job.url is not None
         started = datetime.now(UTC)
         base: dict[str, Any] = {"url": job.url, "host": job.host}
@@ -338,6 +344,8 @@ class HttpSecurityProbe(Probe):
 
     async def _paths(self, net: ScopedNetwork, page: Fetched, pool: WirePool) -> dict[str, Any]:
         """Directory listings and exposed sensitive paths at the root of the final URL's site."""
+        import aiohttp  # imported when a probe runs: the settings import this module only for its Options
+
         root = site_root(page.url)
         random_path = f"/sentinel-{secrets.token_hex(8)}"
         budget = max(0, self.max_path_checks - 1)

@@ -28,14 +28,19 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-
-import h11
-from multidict import CIMultiDict
-from yarl import URL
+from typing import TYPE_CHECKING
 
 from sentinel.collectors.http_timing import WireClock, tcp_handshake_rtt_us
 from sentinel.collectors.network import ScopedNetwork
 from sentinel.collectors.rawscan import enable_timestamps, received_at, wall_ns
+
+if TYPE_CHECKING:
+    import h11
+    from multidict import CIMultiDict
+    from yarl import URL
+
+# h11, multidict and yarl are imported in the methods that use them, when a probe runs: the settings import the
+# HTTP probes, and with them this module, only for their Options.
 
 RECV_BYTES = 65_536
 _ANC_BYTES = socket.CMSG_SPACE(16)
@@ -109,6 +114,8 @@ class WireResponse:
 
 class _Connection:
     def __init__(self, sock: socket.socket, clock: WireClock, deadline: float) -> None:
+        import h11
+
         self._sock = sock
         self._clock = clock
         self._deadline = deadline
@@ -128,11 +135,15 @@ class _Connection:
     @property
     def reusable(self) -> bool:
         """The last answer was read to its end and neither side asked to close."""
+        import h11
+
         return self._http.our_state is h11.DONE and self._http.their_state is h11.DONE
 
     @property
     def drainable(self) -> bool:
         """The answer's body was left unread part way, on a connection that could then take another request."""
+        import h11
+
         return self._framed and self._http.our_state is h11.DONE and self._http.their_state is h11.SEND_BODY
 
     def reuse(self, clock: WireClock, deadline: float) -> None:
@@ -271,6 +282,8 @@ class _Connection:
         await self._flush_tls()
 
     async def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        import h11
+
         try:
             while True:
                 event = self._http.next_event()
@@ -283,6 +296,9 @@ class _Connection:
             raise HttpProtocolError(f"not a readable HTTP/1.1 answer: {exc}") from None
 
     async def request(self, target: str, headers: list[tuple[str, str]]) -> WireResponse:
+        import h11
+        from multidict import CIMultiDict
+
         out = self._http.send(h11.Request(method="GET", target=target, headers=headers))
         out = (out or b"") + (self._http.send(h11.EndOfMessage()) or b"")
         await self._send_plain(out)
@@ -305,6 +321,8 @@ class _Connection:
 
     async def drain(self, limit: int) -> None:
         """Read and drop what is left of the answer (at most `limit` bytes), so the connection can be reused."""
+        import h11
+
         left = limit
         while self._http.their_state is h11.SEND_BODY and left > 0:
             event = await self._next_event()
@@ -314,6 +332,8 @@ class _Connection:
                 return
 
     async def read_body(self, limit: int, decoder: _Decoder) -> tuple[bytes, bool]:
+        import h11
+
         body = bytearray()
         more = False
         while True:
@@ -442,6 +462,8 @@ async def wire_get(
     `clock` holds the timing, also of a request that failed part way (a request on a reused connection of `pool`
     has no connection timing). Without `pool` the request has a connection of its own and asks the server to
     close it."""
+    from yarl import URL
+
     parsed = URL(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     headers = [

@@ -27,10 +27,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, TypeVar
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sentinel import __version__
 from sentinel.collectors import capabilities
@@ -42,6 +39,9 @@ from sentinel.collectors.rtt import RttTable
 from sentinel.collectors.syn_scan import AnswerLost, SynScanner
 from sentinel.config.settings import CollectorSettings
 from sentinel.registry.scope import Scope
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class OutOfScope(Exception):  # noqa: N818 - a verdict, not a bug
@@ -414,8 +414,13 @@ class ScopedNetwork:
         """One shared session. Its resolver refuses out-of-scope names and addresses, and a request hook
         refuses out-of-scope IP literals, which aiohttp connects to without asking the resolver."""
         if self._session is None:
+            # imported when a probe makes a session: the settings import this module only for the probes' options
+            import aiohttp
+
+            from sentinel.collectors.scoped_resolver import ScopedResolver
+
             connector = aiohttp.TCPConnector(
-                resolver=_ScopedResolver(self),
+                resolver=ScopedResolver(self),
                 limit=self.settings.max_connections,
                 ssl=False,
                 force_close=True,
@@ -465,24 +470,6 @@ def handshake_rtt_ms(sock: Any) -> float | None:
         return None
     (micros,) = struct.unpack_from("=I", info, _TCPI_RTT_OFFSET)  # native byte order, as the kernel wrote it
     return int(micros) / 1000 if micros else None
-
-
-class _ScopedResolver(AbstractResolver):
-    def __init__(self, net: ScopedNetwork) -> None:
-        self._net = net
-
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
-        addresses = await self._net.resolve(host)
-        out: list[ResolveResult] = []
-        for address in addresses:
-            fam = socket.AF_INET6 if ":" in address else socket.AF_INET
-            out.append(
-                ResolveResult(hostname=host, host=address, port=port, family=fam, proto=0, flags=socket.AI_NUMERICHOST)
-            )
-        return out
-
-    async def close(self) -> None:
-        return None
 
 
 def jsonable_headers(headers: Any, limit: int = 64) -> dict[str, str]:

@@ -46,7 +46,6 @@ from sentinel.collectors.tlswire.gm import (
     sm2_key_share,
     tls13_sm_hello_spec,
 )
-from sentinel.collectors.tlswire.gmcert import gm_certificate_facts, is_encryption, is_signing
 from sentinel.collectors.tlswire.records import Extension
 from sentinel.models import Observation
 from sentinel.registry.models import System, is_ip
@@ -251,6 +250,9 @@ def _tls13_facts(tls13: Verdict, attempts: list[Attempt]) -> dict[str, Any]:
 
 def tlcp_certificate_facts(ders: Sequence[bytes], total: int, now: datetime) -> dict[str, Any]:
     """The signing (first) and encryption (second) certificates of a TLCP Certificate message."""
+    # cryptography, imported when a probe runs: the settings import this module only for its Options
+    from sentinel.collectors.tlswire.gmcert import gm_certificate_facts, is_encryption, is_signing
+
     out: dict[str, Any] = {"tlcp.certificates_sent": total}
     parsed: list[dict[str, Any]] = []
     for role, der in zip(("sign_cert", "enc_cert"), ders, strict=False):

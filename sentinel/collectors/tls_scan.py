@@ -27,10 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.x509 import ocsp
-
 from sentinel.collectors.base import Probe, ProbeJob
 from sentinel.collectors.network import CircuitOpen, ScopedNetwork
 from sentinel.collectors.tls_cert import (
@@ -93,6 +89,10 @@ class Attempt:
 
 
 def _x25519_share() -> bytes:
+    # imported when a probe runs: the settings import this module only for its Options
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
     return (
         X25519PrivateKey.generate()
         .public_key()
@@ -174,6 +174,8 @@ class TlsScanProbe(Probe):
 
 def ocsp_facts(der: bytes) -> dict[str, Any]:
     """What the stapled OCSP response says (its signature is the client's business, not checked here)."""
+    from cryptography.x509 import ocsp  # imported when a probe runs, as in `_x25519_share`
+
     out: dict[str, Any] = {"ocsp.response_bytes": len(der)}
     try:
         response = ocsp.load_der_ocsp_response(der)

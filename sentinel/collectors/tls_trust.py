@@ -13,13 +13,10 @@ import ssl
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-
-from sentinel.collectors.certinfo import certificate_facts
-from sentinel.collectors.tlswire.chain import chain_facts, load_anchors
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 def verify_paths() -> list[Path]:
@@ -37,6 +34,8 @@ def verify_paths() -> list[Path]:
 @functools.cache  # parsing the system store per job would dominate a sweep
 def trust_anchors(ca_file: str | None) -> tuple[tuple[x509.Certificate, ...], str | None]:
     """(anchors, error loading them); with an error the anchors are empty and trust is unknown."""
+    from sentinel.collectors.tlswire.chain import load_anchors  # cryptography: see `certificate_report`
+
     paths = verify_paths()
     if ca_file:
         paths.append(Path(ca_file))
@@ -59,6 +58,12 @@ REPORT_FIELDS = frozenset(
 
 def certificate_report(ders: Sequence[bytes], host: str, ca_file: Path | str | None, now: datetime) -> dict[str, Any]:
     """`cert.*` and `chain.*` facts for the certificates a server sent (leaf first)."""
+    # cryptography is imported when a probe runs: the settings import the TLS probes only for their Options
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    from sentinel.collectors.certinfo import certificate_facts
+    from sentinel.collectors.tlswire.chain import chain_facts
+
     if not ders:
         return {"chain.sent": 0, "chain.error": "no certificate could be read"}
     anchors, anchor_error = trust_anchors(str(ca_file) if ca_file else None)

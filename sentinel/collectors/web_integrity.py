@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
 from pydantic import Field
 
 from sentinel.collectors.base import Probe, ProbeJob
@@ -124,6 +123,8 @@ class WebIntegrityProbe(Probe):
             link_keywords, sensitive_keywords = self.keywords()
         except InputError as exc:
             return [self.observation(job, started, {**base, "error_kind": "internal"}, error=str(exc)[:300])]
+        import aiohttp  # imported when a probe runs: the settings import this module only for its Options
+
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout, sock_connect=self.settings.connect_timeout)
         limit = min(self.settings.max_body_bytes, self.options.page_bytes)
         try:

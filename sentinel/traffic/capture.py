@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -79,7 +79,9 @@ class _Window:
 
     def __init__(self, f: BinaryIO, chunk: int, head: bytes) -> None:
         self.f, self.chunk = f, chunk
-        self.store = bytearray(chunk + MAX_RECORD + 1024 + len(head))
+        # room for the chunk and for what is carried over: an incomplete record, or for pcap the rest of
+        # the last piece when the batch filled up before the walk reached its end
+        self.store = bytearray(chunk + PIECE + MAX_RECORD + 1024 + len(head))
         self.store[: len(head)] = head
         self.kept = len(head)  # bytes at the front of `store` carried over from the last chunk
 
@@ -126,56 +128,37 @@ class CaptureReader:
         if len(rest) < 20:
             raise CaptureError("pcap file header is truncated")
         linktype = struct.unpack(order + "I", rest[16:20])[0] & 0x0FFFFFFF
-        u32 = np.dtype(order + "u4")
+        swap = order != ("<" if sys.byteorder == "little" else ">")
         window = _Window(f, self.chunk, b"")
         offset = 24  # file offset of store[0], for error messages
+        starts = np.empty(MAX_BATCH, np.int64)  # filled by the walk; copied out per batch
+        headers = np.empty((MAX_BATCH, 4), np.uint32)
         while True:
             # The chunk is read a piece at a time and each piece walked while it is still in the CPU's
             # cache: following the length fields (the only sequential step) of a cold 32 MB buffer is a
-            # cache miss per record, twice the cost.
+            # cache miss per record.
             store, limit = memoryview(window.store), window.kept + self.chunk
-            end, resume, eof = window.kept, 0, False
-            fields_at: list[int] = []  # offset of each record's length field (its start + 8)
-            pieces: list[I64] = []
-            while end < limit and len(fields_at) < MAX_BATCH:  # small packets: fewer bytes, not more records
+            end, resume, eof, count = window.kept, 0, False, 0
+            while end < limit and count < MAX_BATCH:  # small packets: fewer bytes, not more records
                 got = f.readinto(store[end : min(end + PIECE, limit)])  # type: ignore[attr-defined]
-                if not got:
-                    eof = True
-                    break
                 end += got
-                first = len(fields_at)
-                resume = _walk(store[:end], resume, order, fields_at)
-                if fields_at and fields_at[-1] + 8 > end:  # the last header is not whole yet
-                    resume = fields_at.pop() - 8
-                at = np.array(fields_at[first:], np.int64) - 8
-                fields = np.frombuffer(store, np.uint8)[at[:, None] + np.arange(16)].view(u32).reshape(-1, 4)
-                pieces.append(fields.astype(np.int64))
-                corrupt = np.flatnonzero(pieces[-1][:, 2] > MAX_RECORD)
-                if corrupt.size:
-                    bad = int(corrupt[0])
+                walked, resume = walk(store[:end], resume, starts[count:], headers[count:], swap, MAX_RECORD)
+                count += walked
+                if walked and headers[count - 1, 2] > MAX_RECORD:
                     raise CaptureError(
-                        f"record at byte {offset + int(at[bad])} claims {int(pieces[-1][bad, 2])} bytes: corrupt file"
+                        f"record at byte {offset + int(starts[count - 1])} claims {int(headers[count - 1, 2])} "
+                        "bytes: corrupt file"
                     )
-            chain = np.array(fields_at, np.int64) - 8
-            fields = np.concatenate(pieces) if pieces else np.zeros((0, 4), np.int64)
-            count = chain.size
+                if not got:  # the end of the file; when the batch filled up first, the next round walks on
+                    eof = count < MAX_BATCH
+                    break
             if resume > end:  # the last record's header is here but not all of its bytes
                 count -= 1
-                resume = int(chain[-1])
+                resume = int(starts[count])
             buf = store[:end]
-            size = -(-count // -(-count // MAX_BATCH)) if count else 1  # even batches of at most MAX_BATCH
-            for lo in range(0, count, size):
-                hi = min(lo + size, count)
-                part = fields[lo:hi]
-                self.records += hi - lo
-                yield RecordBatch(
-                    buf,
-                    chain[lo:hi] + 16,
-                    part[:, 2],
-                    part[:, 3],
-                    part[:, 0] + part[:, 1] * resolution,
-                    np.full(hi - lo, linktype, np.int64),
-                )
+            if count:
+                self.records += count
+                yield _batch(buf, starts[:count].copy(), headers[:count], resolution, linktype)
             offset += resume
             if eof:
                 self.truncated = resume < end
@@ -252,35 +235,62 @@ class CaptureReader:
             window.keep(buf, pos)
 
 
-def _walk(buf: memoryview, start: int, order: str, fields: list[int]) -> int:
-    """Follow the chained records from offset `start`: append the offset of each one's length field
-    (the record's start + 8) while `buf` holds it, and return the offset of the first record whose
-    length field it does not hold (where to go on once more is read).
+def _batch(
+    buf: bytes | memoryview, starts: I64, headers: npt.NDArray[np.uint32], resolution: float, linktype: int
+) -> RecordBatch:
+    """A batch of classic pcap records from their offsets in `buf` and their header words."""
+    fields = headers.astype(np.int64)
+    return RecordBatch(
+        buf,
+        starts + 16,
+        fields[:, 2],
+        fields[:, 3],
+        fields[:, 0] + fields[:, 1] * resolution,
+        np.full(starts.size, linktype, np.int64),
+    )
+
+
+def _walk_python(
+    buf: memoryview, start: int, starts: I64, headers: npt.NDArray[np.uint32], swap: bool, max_record: int
+) -> tuple[int, int]:
+    """The record walk of `_speedups.walk` (same arguments, same result), for when it is not built.
 
     A loop per record is unavoidable (each offset depends on the one before); indexing uint32 views
     of the buffer at its four alignments costs less per step than struct.unpack_from."""
-    append = fields.append
-    at = start + 8
-    if order != ("<" if sys.byteorder == "little" else ">"):  # the views read native order
-        length_at = struct.Struct(order + "I").unpack_from
-        try:
-            while True:
-                step = 16 + length_at(buf, at)[0]
-                append(at)
-                at += step
-        except struct.error:
-            pass
-        return at - 8
+    capacity = min(starts.size, headers.shape[0])
+    found: list[int] = []
+    append = found.append
+    at = start + 8  # the length field of the record at `start`
     n = len(buf)
-    views = tuple(buf[k : k + (n - k) // 4 * 4].cast("I") for k in range(4))
-    try:
-        while True:
-            step = 16 + views[at & 3][at >> 2]
-            append(at)
-            at += step
-    except IndexError:
-        pass
-    return at - 8
+    if swap:
+        length_at = struct.Struct(">I" if sys.byteorder == "little" else "<I").unpack_from
+        views = None
+    else:
+        views = tuple(buf[k : k + (n - k) // 4 * 4].cast("I") for k in range(4))
+    while len(found) < capacity and at + 8 <= n:
+        length = length_at(buf, at)[0] if views is None else views[at & 3][at >> 2]
+        append(at - 8)
+        at += 16 + length
+        if length > max_record:
+            break
+    count = len(found)
+    if count:
+        where = np.array(found, np.int64)
+        starts[:count] = where
+        words = np.frombuffer(buf, np.uint8)[where[:, None] + np.arange(16)].view(np.uint32).reshape(-1, 4)
+        headers[:count] = words.byteswap() if swap else words
+    return count, at - 8
+
+
+Walk = Callable[[memoryview, int, I64, npt.NDArray[np.uint32], bool, int], tuple[int, int]]
+_compiled_walk: Walk | None
+try:  # the compiled walk (built at install when a C compiler is there; see pyproject.toml)
+    from sentinel.traffic._speedups import walk as _compiled_walk
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _compiled_walk = None
+
+COMPILED_WALK = _compiled_walk is not None
+walk: Walk = _compiled_walk if _compiled_walk is not None else _walk_python
 
 
 def _if_tsresol(buf: bytes | memoryview, pos: int, end: int, order: str) -> float:

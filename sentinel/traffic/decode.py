@@ -6,6 +6,7 @@ only loses the fields it does not carry, it never raises.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,13 +81,23 @@ class _Reader:
     def words(self, idx: I64) -> Words:
         """The 8 bytes from each index, big-endian: one gather where reading a header's fields byte by
         byte takes one per byte."""
-        if self.arr.size < 8:
-            padded = np.zeros(8, np.uint8)
-            padded[: self.arr.size] = self.arr
-            return Words(np.repeat(padded.view(">u8"), idx.size).astype(np.uint64))
-        view = np.ndarray((self.arr.size - 7,), "<u8", self.arr, 0, (1,))  # unaligned: every byte offset
-        word: npt.NDArray[np.uint64] = view[np.minimum(idx, self.arr.size - 8)]
-        return Words(word.byteswap())
+        n = self.arr.size
+        if n == 0:
+            return Words(np.zeros(idx.size, np.uint64))
+        if n >= 8:
+            view = np.ndarray((n - 7,), "<u8", self.arr, 0, (1,))  # unaligned: every byte offset
+            word: npt.NDArray[np.uint64] = view[np.minimum(idx, n - 8)].byteswap()
+            late = np.flatnonzero(idx > n - 8)
+        else:
+            word, late = np.zeros(idx.size, np.uint64), np.arange(idx.size)
+        if late.size:  # the word runs past the buffer: its bytes there read as 0 (as in the compiled decoder)
+            word[late] = 0
+            for k in range(8):
+                at = idx[late] + k
+                inside = (at >= 0) & (at < n)
+                byte = np.where(inside, self.arr[np.clip(at, 0, self.last)], 0).astype(np.uint64)
+                word[late] |= byte << np.uint64(56 - 8 * k)
+        return Words(word)
 
 
 class Words:
@@ -110,10 +121,72 @@ class Words:
         return self._field(k, 4)
 
 
+#: The header fields `decode_headers` writes, one row of its output each (the order of _speedups.c's enum).
+HEADER_COLUMNS = (
+    "src",
+    "dst",
+    "v6",
+    "proto",
+    "tcp",
+    "udp",
+    "icmp",
+    "sport",
+    "dport",
+    "flags",
+    "icmp_type",
+    "ip_len",
+    "icmp_fragment_end",
+    "pstart",
+    "plen",
+    "arp",
+    "l3",
+)
+
+
 def decode(batch: RecordBatch, book: AddressBook) -> Packets:
     r = _Reader(batch.buf)
-    d, end, lt = batch.data, batch.data + batch.caplen, batch.linktype
-    n = d.size
+    n = len(batch)
+    cols = np.empty((len(HEADER_COLUMNS), n), np.int64)
+    data, caplen = np.ascontiguousarray(batch.data), np.ascontiguousarray(batch.caplen)
+    decode_headers(batch.buf, data, caplen, np.ascontiguousarray(batch.linktype), cols)
+    src, dst, v6, _, tcp, udp, icmp, sport, dport, flags, icmp_type, ip_len, fragment_end, pstart, plen, arp, l3 = cols
+    if v6.any():
+        idx6 = np.flatnonzero(v6)
+        src[idx6] = _intern_v6(r, l3[idx6] + 8, book)
+        dst[idx6] = _intern_v6(r, l3[idx6] + 24, book)
+    arp_at = np.flatnonzero(arp)
+    a3 = l3[arp_at]
+    return Packets(
+        buf=batch.buf,
+        start=data,
+        end=data + caplen,
+        ts=batch.ts,
+        wirelen=batch.wirelen,
+        src=src,
+        dst=dst,
+        tcp=tcp.astype(bool),
+        udp=udp.astype(bool),
+        icmp=icmp.astype(bool),
+        sport=sport,
+        dport=dport,
+        flags=flags,
+        icmp_type=icmp_type,
+        ip_len=ip_len,
+        icmp_fragment_end=fragment_end,
+        pstart=pstart,
+        plen=plen,
+        arp=arp_at,
+        arp_op=r.be16(a3 + 6),
+        arp_mac=(r.be16(a3 + 8) << 32) | r.be32(a3 + 10),
+        arp_sip=r.be32(a3 + 14),
+        arp_tip=r.be32(a3 + 24),
+    )
+
+
+def _decode_headers_numpy(buf: bytes | memoryview, data: I64, caplen: I64, linktype: I64, out: I64) -> None:
+    """`_speedups.decode_headers` in numpy (same arguments, same output), for when it is not built."""
+    r = _Reader(buf)
+    d, end, lt = data, data + caplen, linktype
 
     # Link layer: ethertype and where the network header starts.
     ethertype, l3 = _link_layer(r, d, lt)
@@ -133,12 +206,6 @@ def decode(batch: RecordBatch, book: AddressBook) -> Packets:
     ip_len = np.where(v4, total, np.where(v6, 40 + head.be16(4), 0))
     ip_end = np.minimum(l3 + ip_len, end)
     l4 = np.where(v4, l3 + ihl, l3 + 40)
-    src = np.where(v4, mid.be32(4), 0)
-    dst = np.where(v4, tail.be32(0), 0)
-    if v6.any():
-        idx6 = np.flatnonzero(v6)
-        src[idx6] = _intern_v6(r, l3[idx6] + 8, book)
-        dst[idx6] = _intern_v6(r, l3[idx6] + 24, book)
     l4_ok = (v4 & first_fragment) | v6
 
     ports_word, tcp_word = r.words(l4), r.words(l4 + 12)
@@ -148,42 +215,32 @@ def decode(batch: RecordBatch, book: AddressBook) -> Packets:
     udp = l4_ok & (proto == UDP) & (l4 + 8 <= end)
     icmp = l4_ok & (((proto == ICMP) & v4) | ((proto == ICMPV6) & v6)) & (l4 + 4 <= end)
     ports = tcp | udp
-    sport = np.where(ports, ports_word.be16(0), 0)
-    dport = np.where(ports, ports_word.be16(2), 0)
-    flags = np.where(tcp, tcp_word.u8(1), 0)
     pstart = np.where(tcp, l4 + doff, l4 + 8)
-    plen = np.where(ports, np.maximum(ip_end - pstart, 0), 0)
 
     # ARP (Ethernet/IPv4 only)
-    arp = np.flatnonzero((ethertype == ET_ARP) & (l3 + 28 <= end))
-    a3 = l3[arp]
-    good = (r.be16(a3) == 1) & (r.be16(a3 + 2) == ET_IPV4) & (r.u8(a3 + 4) == 6) & (r.u8(a3 + 5) == 4)
-    arp, a3 = arp[good], a3[good]
-    return Packets(
-        buf=batch.buf,
-        start=batch.data,
-        end=end,
-        ts=batch.ts,
-        wirelen=batch.wirelen,
-        src=src,
-        dst=dst,
-        tcp=tcp,
-        udp=udp,
-        icmp=icmp,
-        sport=sport,
-        dport=dport,
-        flags=flags,
-        icmp_type=np.where(icmp, ports_word.u8(0), -1),
-        ip_len=np.where(v4 | v6, ip_len, 0) if n else ip_len,
-        icmp_fragment_end=np.where(v4 & ~first_fragment & (proto == ICMP), fragment_offset + total, 0),
-        pstart=pstart,
-        plen=plen,
-        arp=arp,
-        arp_op=r.be16(a3 + 6),
-        arp_mac=(r.be16(a3 + 8) << 32) | r.be32(a3 + 10),
-        arp_sip=r.be32(a3 + 14),
-        arp_tip=r.be32(a3 + 24),
-    )
+    arp = (ethertype == ET_ARP) & (l3 + 28 <= end)
+    arp &= (r.be16(l3) == 1) & (r.be16(l3 + 2) == ET_IPV4) & (r.u8(l3 + 4) == 6) & (r.u8(l3 + 5) == 4)
+    columns = {
+        "src": np.where(v4, mid.be32(4), 0),
+        "dst": np.where(v4, tail.be32(0), 0),
+        "v6": v6,
+        "proto": proto,
+        "tcp": tcp,
+        "udp": udp,
+        "icmp": icmp,
+        "sport": np.where(ports, ports_word.be16(0), 0),
+        "dport": np.where(ports, ports_word.be16(2), 0),
+        "flags": np.where(tcp, tcp_word.u8(1), 0),
+        "icmp_type": np.where(icmp, ports_word.u8(0), -1),
+        "ip_len": np.where(v4 | v6, ip_len, 0),
+        "icmp_fragment_end": np.where(v4 & ~first_fragment & (proto == ICMP), fragment_offset + total, 0),
+        "pstart": pstart,
+        "plen": np.where(ports, np.maximum(ip_end - pstart, 0), 0),
+        "arp": arp,
+        "l3": l3,
+    }
+    for row, name in enumerate(HEADER_COLUMNS):
+        out[row] = columns[name]
 
 
 def _link_layer(r: _Reader, d: I64, lt: I64) -> tuple[I64, I64]:
@@ -215,3 +272,13 @@ def _intern_v6(r: _Reader, start: I64, book: AddressBook) -> I64:
     uniq, inverse = np.unique(keys, return_inverse=True)
     ids = np.array([book.intern_v6(bytes(u)) for u in uniq], np.int64)
     return ids[inverse.ravel()]
+
+
+DecodeHeaders = Callable[[bytes | memoryview, I64, I64, I64, I64], None]
+_compiled_decode: DecodeHeaders | None
+try:  # the compiled decoder (built at install when a C compiler is there; see pyproject.toml)
+    from sentinel.traffic._speedups import decode_headers as _compiled_decode
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _compiled_decode = None
+
+decode_headers: DecodeHeaders = _compiled_decode if _compiled_decode is not None else _decode_headers_numpy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -128,25 +128,21 @@ class Activity:
         }
 
 
-class ActivityTable:
-    """Bounded per-key Activity kept in numpy columns, found through a hash index: a batch costs numpy
-    work, not Python work per key. Keys are admitted in the order `group` sorts them until `max_entries`
-    are stored; later new keys are counted in `overflow`."""
+class KeyedColumns:
+    """Numpy columns per key (a key is a row of int columns), found through a hash index: a batch of keys
+    costs numpy work, not Python work per key. Keys get slots in the order they are given until
+    `max_entries` are stored; later new keys are refused (slot -1) and counted in `overflow`."""
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+    def __init__(
+        self, columns: dict[str, tuple[type[np.generic], float]], max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
         self.max_entries = max_entries
         self.overflow = 0
         self._index = U64Index()
         self._key_cols: list[I64] = []
         self._size = 0
-        size = 0
-        self.count = np.zeros(size, np.int64)
-        self.first = np.zeros(size, np.float64)
-        self.last = np.zeros(size, np.float64)
-        # per width (1 s, 60 s): peak events in one bin, and the current bin with its count
-        self.peak = {w: np.zeros(size, np.int64) for w in (1, 60)}
-        self._bin = {w: np.zeros(size, np.int64) for w in (1, 60)}
-        self._bin_count = {w: np.zeros(size, np.int64) for w in (1, 60)}
+        self._fills = columns  # name -> (dtype, value of a slot not yet written)
+        self.col: dict[str, npt.NDArray[Any]] = {name: np.zeros(0, dtype) for name, (dtype, _) in columns.items()}
 
     def __len__(self) -> int:
         return self._size
@@ -154,20 +150,15 @@ class ActivityTable:
     def _grow(self, size: int, width: int) -> None:
         if not self._key_cols:
             self._key_cols = [np.zeros(0, np.int64) for _ in range(width)]
-        cap = self.count.size
+        cap = self._key_cols[0].size
         if size <= cap:
             return
         extra = max(size, min(2 * cap, self.max_entries), 1024) - cap
         self._key_cols = [np.concatenate([c, np.zeros(extra, np.int64)]) for c in self._key_cols]
-        self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.first = np.concatenate([self.first, np.full(extra, np.inf)])
-        self.last = np.concatenate([self.last, np.full(extra, -np.inf)])
-        for w in (1, 60):
-            self.peak[w] = np.concatenate([self.peak[w], np.zeros(extra, np.int64)])
-            self._bin[w] = np.concatenate([self._bin[w], np.full(extra, -1, np.int64)])
-            self._bin_count[w] = np.concatenate([self._bin_count[w], np.zeros(extra, np.int64)])
+        for name, (dtype, fill) in self._fills.items():
+            self.col[name] = np.concatenate([self.col[name], np.full(extra, fill, dtype)])
 
-    def _lookup(self, keys: list[I64]) -> I64:
+    def slots(self, keys: list[I64]) -> I64:
         """Slot of each key (distinct, as columns), admitting new ones while there is room; -1 for refused keys."""
         hashes = mix64(*keys)
         slots = self._index.get(hashes)
@@ -186,6 +177,65 @@ class ActivityTable:
                 self._size = end
         return slots
 
+    def find(self, key: tuple[int, ...]) -> int:
+        """The slot of one key, -1 if it is not stored."""
+        if not self._size:
+            return -1
+        return int(self._index.get(mix64(*(np.array([k], np.int64) for k in key)))[0])
+
+    def key(self, slot: int) -> tuple[int, ...]:
+        return tuple(int(c[slot]) for c in self._key_cols)
+
+    def keys(self, slots: I64) -> list[tuple[int, ...]]:
+        return list(zip(*(c[slots].tolist() for c in self._key_cols), strict=True)) if slots.size else []
+
+
+class ActivityTable:
+    """Bounded per-key Activity kept in numpy columns (KeyedColumns): a batch costs numpy work, not
+    Python work per key. Keys are admitted in the order `group` sorts them until `max_entries` are
+    stored; later new keys are counted in `overflow`."""
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        # per width (1 s, 60 s): peak events in one bin, and the current bin with its count
+        self._table = KeyedColumns(
+            {
+                "count": (np.int64, 0),
+                "first": (np.float64, np.inf),
+                "last": (np.float64, -np.inf),
+                **{f"peak{w}": (np.int64, 0) for w in (1, 60)},
+                **{f"bin{w}": (np.int64, -1) for w in (1, 60)},
+                **{f"bin_count{w}": (np.int64, 0) for w in (1, 60)},
+            },
+            max_entries,
+        )
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @property
+    def overflow(self) -> int:
+        return self._table.overflow
+
+    @property
+    def max_entries(self) -> int:
+        return self._table.max_entries
+
+    @property
+    def count(self) -> I64:
+        return self._table.col["count"]
+
+    @property
+    def first(self) -> npt.NDArray[np.float64]:
+        return self._table.col["first"]
+
+    @property
+    def last(self) -> npt.NDArray[np.float64]:
+        return self._table.col["last"]
+
+    @property
+    def peak(self) -> dict[int, I64]:
+        return {w: self._table.col[f"peak{w}"] for w in (1, 60)}
+
     def track(self, cols: list[I64], ts: npt.NDArray[np.float64]) -> None:
         """Fold events (one per row of `cols`, at times `ts`) in: counts, time span and peak rates."""
         if ts.size == 0:
@@ -199,7 +249,7 @@ class ActivityTable:
         for c in keys:
             new_key[1:] |= c[1:] != c[:-1]
         starts = np.flatnonzero(new_key)
-        slots = self._lookup([c[starts] for c in keys])
+        slots = self._table.slots([c[starts] for c in keys])
         ok = slots >= 0
         at = slots[ok]
         self.count[at] += np.diff(np.append(starts, ts.size))[ok]
@@ -218,10 +268,11 @@ class ActivityTable:
             row_slot, row_bin, n, key_start = row_slot[keep], row_bin[keep], n[keep], key_start[keep]
             if not row_slot.size:
                 continue
-            current, current_count = self._bin[width], self._bin_count[width]
+            col = self._table.col
+            current, current_count, peak = col[f"bin{width}"], col[f"bin_count{width}"], col[f"peak{width}"]
             carry = key_start & (row_bin == current[row_slot])  # continues the bin the last batch ended in
             n = n + np.where(carry, current_count[row_slot], 0)
-            np.maximum.at(self.peak[width], row_slot, n)
+            np.maximum.at(peak, row_slot, n)
             key_end = np.r_[key_start[1:], True]
             current[row_slot[key_end]] = row_bin[key_end]
             current_count[row_slot[key_end]] = n[key_end]
@@ -231,22 +282,17 @@ class ActivityTable:
         act.peak_per_second, act.peak_per_minute = int(self.peak[1][slot]), int(self.peak[60][slot])
         return act
 
-    def _key(self, slot: int) -> tuple[int, ...]:
-        return tuple(int(c[slot]) for c in self._key_cols)
-
     def get(self, key: tuple[int, ...]) -> Activity | None:
-        if not self._size:
-            return None
-        slot = int(self._index.get(mix64(*(np.array([k], np.int64) for k in key)))[0])
+        slot = self._table.find(key)
         return None if slot < 0 else self.activity(slot)
 
     def items(self) -> Iterator[tuple[tuple[int, ...], Activity]]:
-        return ((self._key(slot), self.activity(slot)) for slot in range(self._size))
+        return ((self._table.key(slot), self.activity(slot)) for slot in range(len(self)))
 
     def largest(self, n: int, measure: I64) -> list[tuple[tuple[int, ...], Activity]]:
         """The n keys with the largest `measure` (a column of this table), ties in admission order."""
-        order = np.argsort(-measure[: self._size], kind="stable")[:n]
-        return [(self._key(slot), self.activity(slot)) for slot in order.tolist()]
+        order = np.argsort(-measure[: len(self)], kind="stable")[:n]
+        return [(self._table.key(slot), self.activity(slot)) for slot in order.tolist()]
 
 
 def first_seen(keys: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], I64, I64, I64]:
@@ -333,6 +379,11 @@ class HashFilter:
 #: U64Index finishes probe chains in Python once this few keys are left.
 TAIL = 8
 
+try:  # compiled probe loops for U64Index and U64Set (see pyproject.toml); else the numpy rounds below
+    from sentinel.traffic import _speedups as _compiled
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _compiled = None  # type: ignore[assignment]
+
 
 class U64Index:
     """uint64 key → non-negative int64 value, by open addressing (linear probing) in numpy columns.
@@ -352,6 +403,10 @@ class U64Index:
 
     def get(self, keys: npt.NDArray[np.uint64]) -> I64:
         """The value of each key, -1 where it is absent."""
+        if _compiled is not None:
+            out = np.empty(keys.size, np.int64)
+            _compiled.index_get(self.keys, self.values, np.ascontiguousarray(keys, np.uint64), out)
+            return out
         out = np.full(keys.size, -1, np.int64)
         mask = np.uint64(self.keys.size - 1)
         todo = np.arange(keys.size)
@@ -376,6 +431,10 @@ class U64Index:
 
     def cells(self, keys: npt.NDArray[np.uint64]) -> I64:
         """The cell of each key, -1 where it is absent."""
+        if _compiled is not None:
+            out = np.empty(keys.size, np.int64)
+            _compiled.index_cells(self.keys, self.values, np.ascontiguousarray(keys, np.uint64), out)
+            return out
         out = np.full(keys.size, -1, np.int64)
         mask = self.keys.size - 1
         todo = np.arange(keys.size)
@@ -404,6 +463,10 @@ class U64Index:
         self.size += keys.size
 
     def _place(self, keys: npt.NDArray[np.uint64], values: I64) -> None:
+        if _compiled is not None:
+            keys, values = np.ascontiguousarray(keys, np.uint64), np.ascontiguousarray(values, np.int64)
+            _compiled.index_place(self.keys, self.values, keys, values)
+            return
         mask = self.keys.size - 1
         todo = np.arange(keys.size)
         pos = (keys & np.uint64(mask)).astype(np.intp)
@@ -455,6 +518,10 @@ class U64Set:
 
     def contains(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
         keys = np.where(keys == 0, ZERO_KEY, keys)
+        if _compiled is not None:
+            found = np.empty(keys.size, np.uint8)
+            _compiled.set_contains(self.cells, keys, found)
+            return found.view(np.bool_)
         out = np.zeros(keys.size, bool)
         mask = self.cells.size - 1
         todo = np.arange(keys.size)
@@ -488,6 +555,9 @@ class U64Set:
         self.size += keys.size
 
     def _place(self, keys: npt.NDArray[np.uint64]) -> None:
+        if _compiled is not None:
+            _compiled.set_place(self.cells, np.ascontiguousarray(keys, np.uint64))
+            return
         mask = self.cells.size - 1
         todo = np.arange(keys.size)
         pos = (keys & np.uint64(mask)).astype(np.intp)

@@ -10,16 +10,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
-
 from sentinel.collectors.protocols import ProtocolError
 
 if TYPE_CHECKING:
+    import dns.message
+    import dns.rdatatype
     import numpy as np
     import numpy.typing as npt
 
@@ -38,7 +33,12 @@ class Answer:
     truncated: bool
 
 
+# dnspython is imported where it is used: the passive DNS detector (fast path below) and the settings (which
+# import the DNS probe for its Options) do not need it.
 def build_query(name: str, rdtype: str) -> dns.message.QueryMessage:
+    import dns.exception
+    import dns.message
+
     try:
         return dns.message.make_query(name, rdtype)
     except (dns.exception.DNSException, ValueError) as exc:
@@ -47,6 +47,12 @@ def build_query(name: str, rdtype: str) -> dns.message.QueryMessage:
 
 def parse_answer(query: dns.message.Message, wire: bytes, rdtype: str) -> Answer:
     """Check the answer belongs to `query` and extract the records of the asked type."""
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.rcode
+    import dns.rdatatype
+
     try:
         response = dns.message.from_wire(wire)
     except (dns.exception.DNSException, ValueError, IndexError) as exc:
@@ -70,6 +76,8 @@ def parse_answer(query: dns.message.Message, wire: bytes, rdtype: str) -> Answer
 
 
 def _rdata_text(rdata: object, rdtype: dns.rdatatype.RdataType) -> str:
+    import dns.rdatatype
+
     if rdtype == dns.rdatatype.TXT:
         strings = getattr(rdata, "strings", ())
         return b"".join(strings).decode("utf-8", "replace")[:512]

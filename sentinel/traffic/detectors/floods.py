@@ -11,13 +11,13 @@ import numpy.typing as npt
 from sentinel.models import Observation
 from sentinel.models.target import port_target
 from sentinel.traffic.decode import ACK, RST, SYN, Packets
-from sentinel.traffic.detectors.base import MAX_PER_KIND, SAMPLE, Context, largest, reports, top_keys
+from sentinel.traffic.detectors.base import MAX_PER_KIND, SAMPLE, Context, largest, reports
 from sentinel.traffic.table import (
     DEFAULT_MAX_ENTRIES,
     Activity,
     ActivityTable,
-    BoundedTable,
     HashFilter,
+    KeyedColumns,
     U64Index,
     first_seen,
     group,
@@ -368,12 +368,6 @@ class SynFloodDetector:
         return largest(out, floods)
 
 
-@dataclass(slots=True)
-class IcmpPeer:
-    max_bytes: int = 0
-    echo_requests: int = 0
-
-
 class IcmpDetector:
     fields = reports(
         {
@@ -384,7 +378,9 @@ class IcmpDetector:
 
     def __init__(self) -> None:
         self.activity = ActivityTable()
-        self.peers: BoundedTable[tuple[int, int], IcmpPeer] = BoundedTable(IcmpPeer)
+        # per (source, destination): the largest datagram and the echo requests, in numpy columns (a dict entry
+        # per pair cost a Python loop over every pair of a batch: most of the detector on spoofed sources)
+        self.peers = KeyedColumns({"max_bytes": (np.int64, 0), "echo_requests": (np.int64, 0)})
 
     def feed(self, p: Packets) -> None:
         # Echo replies answer someone else's packets: counting them would blame the victim for the flood.
@@ -401,25 +397,32 @@ class IcmpDetector:
 
     def _peers(self, src: I64, dst: I64, size: I64, echo: I64) -> None:
         g = group(src, dst)
-        for (s, d), biggest, n in zip(g.rows(), g.reduce_max(size).tolist(), g.reduce_sum(echo).tolist(), strict=True):
-            peer = self.peers.get((s, d))
-            if peer is not None:
-                peer.max_bytes = max(peer.max_bytes, int(biggest))
-                peer.echo_requests += int(n)
+        slots = self.peers.slots(g.keys)
+        ok = slots >= 0
+        at = slots[ok]
+        biggest, requests = self.peers.col["max_bytes"], self.peers.col["echo_requests"]
+        biggest[at] = np.maximum(biggest[at], g.reduce_max(size)[ok])
+        requests[at] += g.reduce_sum(echo)[ok]
 
     def observations(self, ctx: Context) -> list[Observation]:
         book = ctx.book
         out: list[tuple[float, Observation]] = []
-        for (s, d), peer in top_keys(self.peers.items(), lambda p: p.max_bytes + p.echo_requests):
+        count = len(self.peers)
+        biggest, requests = self.peers.col["max_bytes"][:count], self.peers.col["echo_requests"][:count]
+        # the MAX_PER_KIND largest before any text is formatted, ties in the order the pairs were first seen
+        chosen = np.argsort(-(biggest + requests), kind="stable")[:MAX_PER_KIND]
+        for (s, d), most, n in zip(
+            self.peers.keys(chosen), biggest[chosen].tolist(), requests[chosen].tolist(), strict=True
+        ):
             act = self.activity.get((s, d)) or Activity()
             src, dst = book.text(s), book.text(d)
             data = {
                 "source_ip": src,
                 "destination_ip": dst,
                 **act.fields("icmp"),
-                "icmp.echo_requests": peer.echo_requests,
-                "icmp.max_bytes": peer.max_bytes,
+                "icmp.echo_requests": n,
+                "icmp.max_bytes": most,
             }
             obs = ctx.observation("traffic.icmp_flood", book.attribute(d, s), f"{src} -> {dst}/icmp", data)
-            out.append((act.peak_per_second + peer.max_bytes / 1e6, obs))
-        return largest(out, len(self.peers))
+            out.append((act.peak_per_second + most / 1e6, obs))
+        return largest(out, count)

@@ -137,7 +137,9 @@ class ScanDetector:
             self._sketch >>= 1
             self._decayed_at = now
         bucket = (mix64(src) >> np.uint64(64 - SKETCH_BITS)).astype(np.int64)
-        np.add.at(self._sketch, bucket, 1)  # touches only this batch's buckets, not all 2**20
+        # touches only this batch's buckets, not all 2**20; the increment in the sketch's own dtype, because
+        # with a Python int numpy takes a casting path of ufunc.at that is 60 times slower (11 ms a batch)
+        np.add.at(self._sketch, bucket, np.int32(1))
         return self._sketch[bucket] >= (ADMIT if udp is None else np.where(udp, ADMIT_UDP, ADMIT))
 
     def feed(self, p: Packets) -> None:
