@@ -23,7 +23,7 @@ from sentinel.registry.scope import Scope
 from sentinel.traffic.analyze import Analyzer, analyze_file, with_unregistered
 from sentinel.traffic.capture import CaptureReader
 from sentinel.traffic.detectors.base import MAX_PER_KIND, UNREPORTED
-from sentinel.traffic.detectors.dns import MAX_CACHED, DnsDetector
+from sentinel.traffic.detectors.dns import DnsDetector
 from sentinel.traffic.detectors.floods import SourceBudget, SourceCounts, SynFloodDetector
 from sentinel.traffic.intel import ThreatIntel, load_intel, shipped_intel_dir
 from sentinel.traffic.isolate import analyze_batch, analyze_isolated
@@ -87,7 +87,7 @@ def test_hostile_traffic_fills_the_tables_but_never_grows_them(hostile: Path) ->
     stored = sum(len(svc.sources) for _, svc in flood.services.items())
     assert stored <= 10_000 and flood.budget.left >= 0
     assert sum(svc.sources.unattributed for _, svc in flood.services.items()) > 0
-    assert len(dns._questions) <= MAX_CACHED
+    assert len(dns.domains.domain) == len(dns.domains) <= dns.domains.max_entries  # one name per stored pair
     assert analyzer.observations()  # and it still reports
 
 

@@ -24,6 +24,7 @@ class AddressBook:
         self._v6: dict[bytes, int] = {}
         self._v6_list: list[bytes] = []
         self._max_v6 = max_v6
+        self._texts: dict[int, str] = {}
         self.system_of: dict[int, str] = {}
         self.declared: dict[int, set[int]] = {}
         for system in registry.systems:
@@ -55,12 +56,18 @@ class AddressBook:
         return self.intern_v6(addr.packed)
 
     def text(self, aid: int) -> str:
+        # reports name the same addresses many times (a scanner in every sample of its targets): remembered
+        # once made; bounded by the addresses of the observations, which are capped per kind
+        known = self._texts.get(aid)
+        if known is not None:
+            return known
         if aid < V6_BASE:
-            return socket.inet_ntoa(aid.to_bytes(4, "big"))  # as str(IPv4Address), ~20x faster
-        index = aid - V6_BASE
-        if index < len(self._v6_list):
-            return str(ipaddress.IPv6Address(self._v6_list[index]))
-        return "(other IPv6)"
+            known = socket.inet_ntoa(aid.to_bytes(4, "big"))  # as str(IPv4Address), ~20x faster
+        else:
+            index = aid - V6_BASE
+            known = str(ipaddress.IPv6Address(self._v6_list[index])) if index < len(self._v6_list) else "(other IPv6)"
+        self._texts[aid] = known
+        return known
 
     def system(self, aid: int) -> str | None:
         return self.system_of.get(aid)

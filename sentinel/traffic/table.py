@@ -179,15 +179,23 @@ class KeyedColumns:
 
     def find(self, key: tuple[int, ...]) -> int:
         """The slot of one key, -1 if it is not stored."""
+        return int(self.find_many([np.array([k], np.int64) for k in key])[0])
+
+    def find_many(self, keys: list[I64]) -> I64:
+        """The slot of each key (as columns), -1 where it is not stored; nothing is admitted."""
         if not self._size:
-            return -1
-        return int(self._index.get(mix64(*(np.array([k], np.int64) for k in key)))[0])
+            return np.full(keys[0].size, -1, np.int64)
+        return self._index.get(mix64(*keys))
 
     def key(self, slot: int) -> tuple[int, ...]:
         return tuple(int(c[slot]) for c in self._key_cols)
 
+    def key_columns(self, slots: I64) -> list[I64]:
+        """The keys of some slots, as columns (what `slots` and `find_many` take)."""
+        return [c[slots] for c in self._key_cols]
+
     def keys(self, slots: I64) -> list[tuple[int, ...]]:
-        return list(zip(*(c[slots].tolist() for c in self._key_cols), strict=True)) if slots.size else []
+        return list(zip(*(c.tolist() for c in self.key_columns(slots)), strict=True)) if slots.size else []
 
 
 class ActivityTable:
@@ -285,6 +293,10 @@ class ActivityTable:
     def get(self, key: tuple[int, ...]) -> Activity | None:
         slot = self._table.find(key)
         return None if slot < 0 else self.activity(slot)
+
+    def get_many(self, keys: list[I64]) -> list[Activity | None]:
+        """`get` for many keys (as columns) at once: one hash lookup for all of them."""
+        return [None if slot < 0 else self.activity(slot) for slot in self._table.find_many(keys).tolist()]
 
     def items(self) -> Iterator[tuple[tuple[int, ...], Activity]]:
         return ((self._table.key(slot), self.activity(slot)) for slot in range(len(self)))

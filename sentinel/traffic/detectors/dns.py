@@ -40,8 +40,6 @@ MAX_MESSAGE = 512
 #: Queries read at a time (bounds the copy of their messages: SLICE x MAX_MESSAGE bytes).
 SLICE = 8192
 SECOND_LEVEL = {"com", "net", "org", "gov", "edu", "ac", "co"}
-#: Decoded domain texts remembered (new pairs of a busy domain decode it once).
-MAX_CACHED = 16_384
 DOT = ord(".")
 
 
@@ -186,7 +184,7 @@ class DomainUses:
         self.max_entries = max_entries
         self.overflow = 0
         self._index = U64Index()
-        self.domain: list[str] = []
+        self.domain: list[bytes] = []  # the registered domain (NAME_BYTES), made text when reported
         self.samples: list[list[bytes]] = []  # the NAMES_SAMPLE smallest remembered names (NAME_BYTES)
         self.client = np.zeros(0, np.int64)
         self.queries = np.zeros(0, np.int64)
@@ -266,7 +264,6 @@ class DnsDetector:
         self._listed = np.unique(np.array([name_hash(d) for d in listed or ()], np.uint64))
         self._names = U64Set()  # (pair, name) hashes of the names remembered
         self._resolvers = U64Set()  # (pair, resolver) hashes of the resolvers remembered
-        self._questions: dict[int, str] = {}  # domain hash -> its text (see MAX_CACHED)
 
     def feed(self, p: Packets) -> None:
         queries = np.flatnonzero(p.udp & (p.dport == 53) & (p.plen > 0))
@@ -291,8 +288,13 @@ class DnsDetector:
         domain = stats.domain[message]
         uses, use_first, _, use_of = first_seen(mix64(client, domain.view(np.int64)))
         use_slots, admitted = self.domains.admit(uses, client[use_first])
-        for m in message[use_first[admitted]].tolist():
-            self.domains.domain.append(self._domain_text(q.names, q.lengths, stats, m))
+        # the bytes only: text is made for the pairs reported (hostile traffic admits a new pair per query)
+        firsts = message[use_first[admitted]]
+        names, ends = q.names, q.lengths[firsts].tolist()
+        self.domains.domain.extend(
+            names[m, a:b].tobytes()
+            for m, a, b in zip(firsts.tolist(), stats.domain_start[firsts].tolist(), ends, strict=True)
+        )
         slot = use_slots[use_of]
         stored = slot >= 0
         self.domains.overflow += int(np.count_nonzero(~stored))
@@ -311,16 +313,6 @@ class DnsDetector:
         self._remember_resolvers(slot, resolver)
         if self.on_name is not None and self._listed.size:
             self._listed_names(q.names, q.lengths, message, client, resolver)
-
-    def _domain_text(self, names: npt.NDArray[np.uint8], lengths: I64, stats: NameStats, m: int) -> str:
-        key = int(stats.domain[m])
-        text = self._questions.get(key)
-        if text is None:
-            if len(self._questions) >= MAX_CACHED:
-                self._questions.clear()  # hostile traffic never repeats: start over rather than grow
-            start = int(stats.domain_start[m])
-            text = self._questions[key] = name_text(names[m, start : lengths[m]].tobytes())
-        return text
 
     def _count_names(self, slot: I64, name: U64, message: I64, names: npt.NDArray[np.uint8], lengths: I64) -> None:
         """A name a pair remembers counts once; one it cannot remember (MAX_NAMES, MAX_REMEMBERED) counts
@@ -396,7 +388,7 @@ class DnsDetector:
         out: list[Observation] = []
         for s in chosen.tolist():
             client = book.text(int(d.client[s]))
-            domain = d.domain[s]
+            domain = name_text(d.domain[s])
             data = {
                 "source_ip": client,
                 "destination_ip": ctx.ips(d.resolvers[s, : d.resolver_count[s]].tolist()),

@@ -411,10 +411,12 @@ class IcmpDetector:
         biggest, requests = self.peers.col["max_bytes"][:count], self.peers.col["echo_requests"][:count]
         # the MAX_PER_KIND largest before any text is formatted, ties in the order the pairs were first seen
         chosen = np.argsort(-(biggest + requests), kind="stable")[:MAX_PER_KIND]
-        for (s, d), most, n in zip(
-            self.peers.keys(chosen), biggest[chosen].tolist(), requests[chosen].tolist(), strict=True
+        pairs = self.peers.keys(chosen)
+        activities = self.activity.get_many(self.peers.key_columns(chosen)) if count else []
+        for (s, d), most, n, found in zip(
+            pairs, biggest[chosen].tolist(), requests[chosen].tolist(), activities, strict=True
         ):
-            act = self.activity.get((s, d)) or Activity()
+            act = found or Activity()
             src, dst = book.text(s), book.text(d)
             data = {
                 "source_ip": src,
