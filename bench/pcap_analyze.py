@@ -170,13 +170,17 @@ def analyser_alone(path: Path, registry: Path) -> tuple[float, float, float]:
     import resource
 
     from sentinel.registry.loader import load_registry
+    from sentinel.traffic.idle import CpuSample
     from sentinel.traffic.intel import load_intel, shipped_intel_dir
-    from sentinel.traffic.isolate import analyze_isolated
+    from sentinel.traffic.isolate import analyze_isolated, default_parts
 
+    sample = CpuSample.now()
     reg, intel = load_registry(registry), load_intel([shipped_intel_dir()])
+    time.sleep(0.05)  # the command measures idle CPUs over its imports; here over this
+    parts = default_parts(sample)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    outcome = analyze_isolated(path, reg, intel, time_limit=3600, memory_mb=4096)
+    outcome = analyze_isolated(path, reg, intel, time_limit=3600, memory_mb=4096, parts=parts)
     took = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if outcome.error:

@@ -128,6 +128,9 @@ def analyze(
     fmt: str,
 ) -> int:
     """Analyse capture FILES; detections become findings attributed to registered systems by address."""
+    from sentinel.traffic.idle import CpuSample
+
+    started = CpuSample.now()  # whether a second CPU is idle is measured over the imports that follow
     from sentinel.traffic.isolate import analyze_batch
 
     # the first capture's child starts as soon as the registry is known: when the command line names it,
@@ -140,7 +143,8 @@ def analyze(
         if registry is None:
             assert app is not None
             registry = load_registry_or_empty(app)
-        outcomes = analyze_batch(list(files), registry, load_intel_lists(intel_paths), time_limit, memory_limit)
+        intel = load_intel_lists(intel_paths)
+        outcomes = analyze_batch(list(files), registry, intel, time_limit, memory_limit, idle_since=started)
         with closing(outcomes):
             if app is None:
                 app = build_app(config_file, registry=registry_path, store=store, rules=list(rule_paths) or None)

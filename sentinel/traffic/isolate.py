@@ -11,7 +11,6 @@ outcome is the same as one child's. Each child has the limits.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import resource
 import time
 import traceback
@@ -26,6 +25,7 @@ from sentinel.models import Observation
 from sentinel.registry.models import Registry
 from sentinel.traffic.analyze import PARTS, analyze_file
 from sentinel.traffic.capture import CaptureError
+from sentinel.traffic.idle import CpuSample, idle_cpus
 from sentinel.traffic.intel import ThreatIntel
 
 PAGE = resource.getpagesize()
@@ -44,12 +44,11 @@ class FileOutcome:
     sections: list[tuple[int, list[Observation]]] = field(default_factory=list)
 
 
-def default_parts() -> int:
-    """Two children per capture when a second CPU is idle, else one. Two children read and decode the
-    file twice (~20 % more CPU time), which only pays when they really run side by side: on a busy
-    machine the one child is faster."""
-    idle = len(os.sched_getaffinity(0)) - os.getloadavg()[0]
-    return len(PARTS) if idle > 0.5 else 1  # measured on 2 CPUs: 1.45x at load 0.9, 0.8x at load 2.6
+def default_parts(since: CpuSample | None = None) -> int:
+    """Two children per capture when a second CPU is idle (since `since`, see idle.py), else one. Two
+    children read and decode the file twice (~20 % more CPU time), which only pays when they really run
+    side by side: on a busy machine the one child is faster."""
+    return len(PARTS) if idle_cpus(since) > 0.5 else 1  # on 2 CPUs: 1.45x at load 0.9, 0.8x at load 2.6
 
 
 def _address_space() -> int:
@@ -214,5 +213,8 @@ def analyze_batch(
     time_limit: float = 600,
     memory_mb: int = 1024,
     parts: int | None = None,
+    idle_since: CpuSample | None = None,
 ) -> BatchRun:
-    return BatchRun(paths, registry, intel, time_limit, memory_mb, default_parts() if parts is None else parts)
+    """`parts`: children per capture; by default two when a second CPU was idle since `idle_since`."""
+    chosen = default_parts(idle_since) if parts is None else parts
+    return BatchRun(paths, registry, intel, time_limit, memory_mb, chosen)
