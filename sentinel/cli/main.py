@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
+import os
 import sqlite3
 import sys
+import threading
+from typing import NoReturn
 
 import click
 
@@ -93,4 +97,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main())
+    exit_process(main())
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with `code`. Freeing every module and object one by one at interpreter exit took
+    0.15-0.25 s after a large capture (a tenth of `pcap analyze` on 2 M packets) and serves nothing once the
+    command is done; so when no thread is left but this one and the output is flushed, the exit handlers
+    run (logging's flush, multiprocessing's, any library's) and the process ends without that teardown.
+    Otherwise, or if flushing fails (a closed pipe), the normal exit runs and reports as it always has."""
+    if threading.active_count() == 1:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            sys.exit(code)
+        atexit._run_exitfuncs()
+        os._exit(code)
+    sys.exit(code)
