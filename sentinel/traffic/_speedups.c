@@ -8,7 +8,7 @@
  *   (decode._decode_headers_numpy, some 25 numpy passes over the batch).
  * - index_get, index_cells, index_place, set_contains, set_place: lookups and insertions of a batch
  *   of keys in the open-addressing tables of table.py (U64Index, U64Set), one probe chain at a time
- *   where numpy needs a round of gathers per probe step (table._NumpyProbes).
+ *   where numpy needs a round of gathers per probe step (the numpy rounds kept in those classes).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -87,10 +87,10 @@ class _Reader:
         if n >= 8:
             view = np.ndarray((n - 7,), "<u8", self.arr, 0, (1,))  # unaligned: every byte offset
             word: npt.NDArray[np.uint64] = view[np.minimum(idx, n - 8)].byteswap()
-            late = np.flatnonzero(idx > n - 8)
+            late = np.flatnonzero((idx > n - 8) | (idx < 0))
         else:
             word, late = np.zeros(idx.size, np.uint64), np.arange(idx.size)
-        if late.size:  # the word runs past the buffer: its bytes there read as 0 (as in the compiled decoder)
+        if late.size:  # the word runs out of the buffer: its bytes there read as 0 (as in the compiled decoder)
             word[late] = 0
             for k in range(8):
                 at = idx[late] + k
