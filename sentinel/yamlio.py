@@ -129,7 +129,7 @@ class _Loader(_Composing):
         return 1 + sum(self.expanded.get(id(child), 1) for child in children)
 
     def _init_parser(self, stream: str) -> None:
-        raise NotImplementedError
+        """Set up the parser half of the loader; each concrete loader below says which parser."""
 
     @staticmethod
     def line_at(text: str, position: int) -> int:

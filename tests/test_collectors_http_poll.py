@@ -297,7 +297,7 @@ async def _hog(stop: asyncio.Event, chunks_ms: tuple[float, float] = (5.0, 20.0)
     while not stop.is_set():
         until = time.perf_counter() + rng.uniform(*chunks_ms) / 1000
         while time.perf_counter() < until:
-            pass
+            continue  # holds the event loop on purpose: the busy stretch is the point
         rounds += 1
         await asyncio.sleep(0)
     return rounds

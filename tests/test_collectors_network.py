@@ -22,6 +22,6 @@ async def test_the_shared_http_session_refuses_out_of_scope_literals(runners: li
     try:
         with pytest.raises(OutOfScope):
             async with net.http_session().get(f"http://{OTHER}:{port}/"):
-                pass
+                raise AssertionError(f"connected to {OTHER}, outside the scope")
     finally:
         await net.close()
