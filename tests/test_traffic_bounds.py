@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bench.pcap_mixes import generate
-from bench.pcapgen import PcapWriter, icmp_echo
+from bench.pcapgen import PcapWriter, arp_reply, icmp_echo
 from sentinel.engine.loader import load_rules
 from sentinel.engine.ruleset import RuleSet
 from sentinel.models import Observation
@@ -22,6 +22,7 @@ from sentinel.registry.models import Registry
 from sentinel.registry.scope import Scope
 from sentinel.traffic.analyze import Analyzer, analyze_file, with_unregistered
 from sentinel.traffic.capture import CaptureReader
+from sentinel.traffic.detectors.arp import MAX_MACS
 from sentinel.traffic.detectors.base import MAX_PER_KIND, UNREPORTED
 from sentinel.traffic.detectors.dns import DnsDetector
 from sentinel.traffic.detectors.floods import SourceBudget, SourceCounts, SynFloodDetector
@@ -53,6 +54,22 @@ def test_each_kept_observation_says_how_many_of_its_list_the_cap_left_out(tmp_pa
         kept = [o for o in observations if o.kind == kind]
         assert len(kept) == MAX_PER_KIND
         assert {o.data[UNREPORTED] for o in kept} == {EXTRA}
+
+
+def test_one_address_claimed_by_endless_macs_keeps_the_cap_and_counts_the_rest(tmp_path: Path) -> None:
+    # one ARP reply each from MAX_MACS + EXTRA MACs, all claiming one address, then the first MAC again
+    path = tmp_path / "mac_flood.pcap"
+    claimed = "10.20.1.1"
+    with PcapWriter(path) as writer:
+        for n in range(MAX_MACS + EXTRA):
+            mac = bytes([2, 0, 0, 0, n >> 8, n & 255])
+            writer.write(1_763_900_000 + n / 1000, arp_reply(claimed, mac, "10.20.1.9", bytes(6)))
+        writer.write(1_763_900_001, arp_reply(claimed, bytes([2, 0, 0, 0, 0, 0]), "10.20.1.9", bytes(6)))
+    (spoof,) = [o for o in analyze_file(path, EMPTY, ThreatIntel()).observations if o.kind == "traffic.arp_spoof"]
+    assert spoof.data["arp.macs"] == MAX_MACS
+    assert spoof.data["arp.unrecorded_packets"] == EXTRA  # the first MAC's second reply is a known one
+    assert spoof.data["arp.replies"] == MAX_MACS + EXTRA + 1
+    assert spoof.data["arp.first_mac"] == "02:00:00:00:00:00"
 
 
 def test_nothing_left_out_is_reported_as_zero_and_reaches_the_evidence() -> None:

@@ -9,6 +9,7 @@ from sentinel.traffic.decode import Packets
 from sentinel.traffic.detectors.base import SAMPLE, Context, largest, reports, top_keys
 from sentinel.traffic.table import BoundedTable, group
 
+#: MACs remembered per claimed address; packets from further MACs are counted, not remembered
 MAX_MACS = 64
 
 
@@ -16,6 +17,7 @@ MAX_MACS = 64
 class Claims:
     macs: dict[int, float] = field(default_factory=dict)  # MAC → first time it claimed the address
     replies: int = 0
+    unrecorded: int = 0  # packets from MACs past MAX_MACS: `arp.macs` is then a lower bound
     targets: set[int] = field(default_factory=set)
 
 
@@ -27,7 +29,7 @@ class ArpDetector:
     fields = reports(
         {
             "traffic.arp_spoof": {"source_ip", "destination_ip", "arp.macs", "arp.mac_list", "arp.first_mac"}
-            | {"arp.replies"}
+            | {"arp.replies", "arp.unrecorded_packets"}
         }
     )
 
@@ -46,10 +48,13 @@ class ArpDetector:
             claims = self.claims.get(ip)
             if claims is None:
                 continue
-            if mac not in claims.macs and len(claims.macs) < MAX_MACS:
+            known = claims.macs.get(mac)
+            if known is not None:
+                claims.macs[mac] = min(known, first)
+            elif len(claims.macs) < MAX_MACS:
                 claims.macs[mac] = first
             else:
-                claims.macs[mac] = min(claims.macs.get(mac, first), first)
+                claims.unrecorded += n
             if op == 2:
                 claims.replies += n
                 if len(claims.targets) < SAMPLE:
@@ -68,6 +73,7 @@ class ArpDetector:
                 "arp.mac_list": [mac_text(m) for m in ordered[:SAMPLE]],
                 "arp.first_mac": mac_text(ordered[0]),
                 "arp.replies": claims.replies,
+                "arp.unrecorded_packets": claims.unrecorded,
             }
             out.append(
                 (len(claims.macs), ctx.observation("traffic.arp_spoof", book.attribute(ip), f"arp {address}", data))
