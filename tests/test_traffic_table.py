@@ -1,6 +1,6 @@
-"""table.py's open-addressing tables (U64Index, U64Set): the compiled probe loops (_speedups) and the numpy rounds
-they replace answer every lookup the same, on keys that collide in their low bits, on the key 0, across growth;
-and the counters built on them (DistinctCounter, ActivityTable) report the same with either."""
+"""table.py's open-addressing tables (U64Index, U64Set) and `first_seen`: the compiled loops (_speedups) and the
+numpy rounds they replace answer every lookup the same, on keys that collide in their low bits, on the key 0, across
+growth; and the counters built on them (DistinctCounter, ActivityTable) report the same with either."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sentinel.traffic import table
-from sentinel.traffic.table import ActivityTable, DistinctCounter, U64Index, U64Set
+from sentinel.traffic.table import ActivityTable, DistinctCounter, U64Index, U64Set, first_seen
 
 
 @pytest.fixture(params=["compiled", "numpy"])
@@ -56,6 +56,36 @@ def test_index_answers_the_same_as_a_dict(probes: str) -> None:
     some = np.array([*list(truth)[:50], 2**62 + 11], np.uint64)
     index.assign(some, np.full(some.size, 7, np.int64))
     assert (index.get(some) == 7).all()
+
+
+def test_first_seen_groups_rows_as_a_dict_does(probes: str) -> None:
+    rng = np.random.default_rng(4)
+    cases = [
+        *key_batches(5),
+        np.zeros(0, np.uint64),
+        np.full(1000, 42, np.uint64),
+        rng.integers(0, 40, 5000).astype(np.uint64),  # small integers: many repeats
+        np.array([0, 2**64 - 1, 0, 1, 2**64 - 1], np.uint64),
+    ]
+    for n, keys in enumerate(cases):
+        groups: dict[int, int] = {}
+        rows = [groups.setdefault(k, len(groups)) for k in keys.tolist()]
+        firsts = {g: keys.tolist().index(k) for k, g in groups.items()}
+        uniq, first, count, inverse = first_seen(keys)
+        assert uniq.tolist() == list(groups), n
+        assert first.tolist() == [firsts[g] for g in range(len(groups))], n
+        assert count.tolist() == [rows.count(g) for g in range(len(groups))], n
+        assert inverse.tolist() == rows, n
+
+
+def test_a_sample_holds_the_first_values_in_the_order_they_arrived(probes: str) -> None:
+    counter = DistinctCounter(sample=5)
+    values = np.array([9000, 3, 700, 1, 3, 80, 2, 5], np.int64)
+    counter.add([np.zeros(values.size, np.int64)], values, np.arange(values.size, dtype=np.float64))
+    counter.add([np.zeros(2, np.int64)], np.array([4, 6], np.int64), np.array([9.0, 10.0]))
+    (fanout,) = counter.top(1)
+    assert fanout.sample == [9000, 3, 700, 1, 80]
+    assert (fanout.distinct, fanout.events) == (9, 10)
 
 
 def test_set_answers_the_same_as_a_python_set(probes: str) -> None:

@@ -9,6 +9,8 @@
  * - index_get, index_cells, index_place, set_contains, set_place: lookups and insertions of a batch
  *   of keys in the open-addressing tables of table.py (U64Index, U64Set), one probe chain at a time
  *   where numpy needs a round of gathers per probe step (the numpy rounds kept in those classes).
+ * - distinct: the distinct keys of a batch in the order they first occur, with each row's group, by
+ *   one pass through a hash table (table.first_seen: np.unique's sort, then a sort back to row order).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -409,7 +411,64 @@ static PyObject *set_place(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(stored);
 }
 
+PyDoc_STRVAR(distinct_doc,
+"distinct(keys, first, inverse): the distinct keys in the order they first occur: first[g] = the row\n"
+"where group g first occurs, inverse[i] = the group of row i. Returns the number of groups.");
+
+static PyObject *distinct(PyObject *self, PyObject *args)
+{
+    Py_buffer keys_buf, first_buf, inverse_buf;
+    if (!PyArg_ParseTuple(args, "y*w*w*", &keys_buf, &first_buf, &inverse_buf))
+        return NULL;
+    const Py_ssize_t n = keys_buf.len / 8;
+    PyObject *result = NULL;
+    int64_t *cells = NULL; /* per cell: the row of the key's first occurrence, -1 when empty */
+    uint64_t size = 16;
+    int bits = 4;
+    while (size < 2 * (uint64_t)n) {
+        size <<= 1;
+        bits++;
+    }
+    if (first_buf.len < n * 8 || inverse_buf.len < n * 8) {
+        PyErr_SetString(PyExc_ValueError, "first and inverse must have a row for each key");
+        goto done;
+    }
+    cells = PyMem_Malloc(size * sizeof *cells);
+    if (cells == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memset(cells, 0xFF, size * sizeof *cells);
+    const uint64_t *keys = keys_buf.buf;
+    int64_t *first = first_buf.buf, *inverse = inverse_buf.buf;
+    const uint64_t mask = size - 1;
+    int64_t groups = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* the keys may be small integers as well as hashes: the high bits of a multiplicative hash */
+        uint64_t pos = (keys[i] * 0x9E3779B97F4A7C15ULL) >> (64 - bits);
+        while (cells[pos] >= 0 && keys[cells[pos]] != keys[i])
+            pos = (pos + 1) & mask; /* never full: at least twice as many cells as keys */
+        if (cells[pos] < 0) {
+            cells[pos] = i;
+            first[groups] = i;
+            inverse[i] = groups++;
+        } else {
+            inverse[i] = inverse[cells[pos]];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromLongLong(groups);
+done:
+    PyMem_Free(cells);
+    PyBuffer_Release(&keys_buf);
+    PyBuffer_Release(&first_buf);
+    PyBuffer_Release(&inverse_buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"distinct", distinct, METH_VARARGS, distinct_doc},
     {"index_get", index_get, METH_VARARGS, index_get_doc},
     {"index_cells", index_cells, METH_VARARGS, index_cells_doc},
     {"index_place", index_place, METH_VARARGS, index_place_doc},

@@ -307,8 +307,23 @@ class ActivityTable:
         return [(self._table.key(slot), self.activity(slot)) for slot in order.tolist()]
 
 
+try:  # compiled loops for first_seen, U64Index and U64Set (see pyproject.toml); else the numpy rounds below
+    from sentinel.traffic import _speedups as _compiled
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _compiled = None  # type: ignore[assignment]
+
+
 def first_seen(keys: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], I64, I64, I64]:
     """The distinct keys in the order they first occur: (keys, first row, row count, key index of each row)."""
+    if _compiled is not None:  # one pass through a hash table instead of two sorts
+        keys = np.ascontiguousarray(keys, np.uint64)
+        first, inverse = np.empty(keys.size, np.int64), np.empty(keys.size, np.int64)
+        first = first[: _compiled.distinct(keys, first, inverse)]
+        return keys[first], first, np.bincount(inverse, minlength=first.size), inverse
+    return _first_seen_numpy(keys)
+
+
+def _first_seen_numpy(keys: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], I64, I64, I64]:
     uniq, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
@@ -390,11 +405,6 @@ class HashFilter:
 
 #: U64Index finishes probe chains in Python once this few keys are left.
 TAIL = 8
-
-try:  # compiled probe loops for U64Index and U64Set (see pyproject.toml); else the numpy rounds below
-    from sentinel.traffic import _speedups as _compiled
-except ImportError:  # pragma: no cover - exercised where the extension is not built
-    _compiled = None  # type: ignore[assignment]
 
 
 class U64Index:
@@ -632,7 +642,7 @@ class DistinctCounter:
         if values.size == 0:
             return
         khash = mix64(*keys)
-        ukeys, first_at, inverse = np.unique(khash, return_index=True, return_inverse=True)
+        ukeys, first_at, _, inverse = first_seen(khash)  # the order only decides which slot a new key gets
         uslots = self._slots(ukeys)
         unknown = uslots < 0
         if unknown.any():
@@ -652,14 +662,14 @@ class DistinctCounter:
             bit = self._tag_bits.setdefault(tag, 1 << len(self._tag_bits))
             cols.tags[counted] |= bit
         pairs = mix64(khash.view(np.int64), values)
-        uniq, pair_at = np.unique(pairs, return_index=True)
+        uniq, pair_at, _, _ = first_seen(pairs)  # in row order: ranks and samples follow arrival
         seen = self._seen
         fresh = ~seen.contains(uniq)
         if not fresh.any():
             return
         if len(seen) < self.max_pairs:
             seen.add(uniq[fresh])
-        new_index = pair_at[fresh]  # first row of each new (key, value), in pair-hash order
+        new_index = pair_at[fresh]  # first row of each new (key, value), in row order
         fslots, fvalues = slots[new_index], values[new_index]
         np.add.at(cols.distinct, fslots, 1)
         np.maximum.at(cols.last, fslots, ts[new_index])  # time of the latest new value
@@ -688,8 +698,7 @@ class DistinctCounter:
         cols = self._cols
         unranked = cols.rank[fslots] < 0
         if unranked.any():
-            slots, at = np.unique(fslots[unranked], return_index=True)
-            slots = slots[np.argsort(at, kind="stable")]
+            slots = first_seen(fslots[unranked].view(np.uint64))[0].view(np.int64)
             cols.rank[slots] = np.arange(self._ranked, self._ranked + slots.size)
             self._ranked += slots.size
 
@@ -699,8 +708,8 @@ class DistinctCounter:
         hit = np.isin(fvalues, self.marked_values)
         hit &= self._cols.marked[fslots] < 0
         if hit.any():
-            slots, at = np.unique(fslots[hit], return_index=True)  # the first marked value per key
-            self._cols.marked[slots] = fvalues[hit][at]
+            slots, at, _, _ = first_seen(fslots[hit].view(np.uint64))  # the first marked value per key
+            self._cols.marked[slots.view(np.int64)] = fvalues[hit][at]
 
     def _sample(self, fslots: I64, fvalues: I64) -> None:
         """Append new values to each key's sample while it has room (only those reach Python)."""
