@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,18 @@ from sentinel.app import Sentinel
 from sentinel.collectors import capabilities
 from sentinel.collectors.icmp_probe import IcmpEchoProbe
 from sentinel.collectors.network import PortState, ScopedNetwork
-from sentinel.collectors.rawscan import checksum, icmp_echo_request, ipv4_payload, parse_echo_reply, parse_tcp, tcp_syn
+from sentinel.collectors.rawscan import (
+    _ANC_BYTES,
+    SO_TIMESTAMPNS,
+    await_arrival_stamps,
+    checksum,
+    icmp_echo_request,
+    ipv4_payload,
+    parse_echo_reply,
+    parse_tcp,
+    received_at,
+    tcp_syn,
+)
 from sentinel.collectors.runner import PlannedJob, run_job
 from sentinel.collectors.tcp_ports import TcpPortOptions
 from sentinel.config.settings import CollectorSettings, Settings
@@ -139,3 +151,17 @@ async def test_scan_method_connect_setting_is_honoured() -> None:
     assert net.port_scan_method == "tcp-connect"
     net = ScopedNetwork(SCOPE, WithMethod(scan_method="syn"), raw_sockets=False)
     assert net.port_scan_method == "tcp-connect"
+
+
+def test_once_arrival_stamps_are_on_a_packet_read_late_keeps_the_time_it_arrived() -> None:
+    # what an RTT stands on: a reply read 50 ms after it arrived (the event loop busy elsewhere) must carry
+    # its arrival time, not the time it was read; the first socket asking for stamps only schedules them
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        assert await_arrival_stamps()
+        rx.bind(("127.0.0.1", 0))
+        tx.sendto(b"late", rx.getsockname())
+        time.sleep(0.05)
+        read_at = time.time_ns()
+        _data, ancdata, _flags, _peer = rx.recvmsg(16, _ANC_BYTES)
+    assert read_at - received_at(ancdata) >= 40_000_000

@@ -190,8 +190,46 @@ def enable_timestamps(sock: socket.socket) -> int:
             sock.setsockopt(socket.SOL_SOCKET, option, 1)
         except OSError:
             continue
+        if not _arrival_stamps.on:
+            await_arrival_stamps(option)
         return option
     return 0
+
+
+class _ArrivalStamps:
+    on = False  # once seen on, the kernel keeps them on while any socket (this one) asks for them
+
+
+_arrival_stamps = _ArrivalStamps()
+#: how long `await_arrival_stamps` waits for the kernel at most (it takes well under a millisecond when idle)
+ARRIVAL_STAMPS_WAIT_S = 0.2
+
+
+def await_arrival_stamps(option: int = SO_TIMESTAMPNS) -> bool:
+    """Wait until the kernel stamps packets when they arrive. The first socket that asks for stamps only
+    schedules that (Linux turns it on from a work queue); until then a packet is stamped when it is read,
+    so a reply read late (the event loop busy elsewhere) would count the delay in its round-trip time.
+    Checked with loopback datagrams: one read a while after it was sent must carry an earlier stamp."""
+    deadline = time.monotonic() + ARRIVAL_STAMPS_WAIT_S
+    try:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+        ):
+            rx.setsockopt(socket.SOL_SOCKET, option, 1)
+            rx.bind(("127.0.0.1", 0))
+            rx.settimeout(ARRIVAL_STAMPS_WAIT_S)
+            while time.monotonic() < deadline:
+                tx.sendto(b"stamp?", rx.getsockname())
+                time.sleep(0.002)  # the datagram is queued by now: an arrival stamp is older than the read
+                before = time.time_ns()
+                _data, ancdata, _flags, _peer = rx.recvmsg(16, _ANC_BYTES)
+                if received_at(ancdata) < before:
+                    _arrival_stamps.on = True
+                    break
+    except OSError:  # no loopback here (a bare namespace): nothing to wait with
+        return False
+    return _arrival_stamps.on
 
 
 def wall_ns() -> int:
