@@ -190,13 +190,15 @@ def enable_timestamps(sock: socket.socket) -> int:
             sock.setsockopt(socket.SOL_SOCKET, option, 1)
         except OSError:
             continue
-        if not _arrival_stamps.on:
+        if not _arrival_stamps.checked:  # once a process: a kernel that never turns them on costs one wait
+            _arrival_stamps.checked = True
             await_arrival_stamps(option)
         return option
     return 0
 
 
 class _ArrivalStamps:
+    checked = False
     on = False  # once seen on, the kernel keeps them on while any socket (this one) asks for them
 
 
